@@ -1,0 +1,57 @@
+# Two commands matter: `make demo` and `make test` (both as root on Debian).
+# Everything they need is installed here; nothing is assumed to be on the machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev \
+	iproute2 iptables nftables iputils-ping gcc libc6-dev python3-venv python3-dev
+STAMP  := $(VENV)/.installed
+
+.PHONY: all demo test lint typecheck unit integration interop bench deps venv clean
+
+all: test
+
+# --- installation ---------------------------------------------------------
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py)
+	$(MAKE) deps
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ./contrib
+	touch $@
+
+venv: $(STAMP)
+
+# --- the two commands -----------------------------------------------------
+demo: $(STAMP)
+	$(VENV)/bin/corecni demo
+
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q tests
+
+# --- pieces ---------------------------------------------------------------
+lint: $(STAMP)
+	$(VENV)/bin/ruff check corecni contrib tests bench
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+interop: $(STAMP)
+	$(PY) -m pytest -q tests/interop
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info contrib/*.egg-info .gobuild

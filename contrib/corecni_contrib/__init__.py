@@ -1,0 +1,1 @@
+"""Reference CNI plugins for corecni (registered through entry points only)."""

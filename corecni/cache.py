@@ -1,0 +1,139 @@
+"""libcni's result cache, byte-compatible: a node can switch between Go libcni
+and corecni with live containers and lose nothing.
+
+``<cacheDir>/results/<network>-<containerID>-<ifname>`` holds::
+
+    {"kind": "cniCacheV1", "containerId": ..., "config": <base64 of the list>,
+     "ifName": ..., "networkName": ..., "netns": ..., "cniArgs": [[k, v]],
+     "capabilityArgs": {...}, "result": {...}}
+
+(Go marshals ``[]byte`` as base64, hence ``config``.) Files are 0600 in a
+0700 directory and written atomically, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+from typing import Any
+
+import attrs
+
+from corecni.spec.config import RuntimeConf
+from corecni.spec.result import Result
+
+KIND = "cniCacheV1"
+DEFAULT_DIR = "/var/lib/cni"
+
+
+@attrs.frozen
+class CachedAttachment:
+    """One cache entry, as libcni's ``NetworkAttachment``."""
+
+    network: str
+    container_id: str
+    ifname: str
+    netns: str
+    config: bytes = attrs.field(repr=False)
+    args: tuple[tuple[str, str], ...] = ()
+    capability_args: dict[str, Any] = attrs.field(factory=dict)
+    raw_result: dict[str, Any] | None = attrs.field(default=None, repr=False)
+
+    def runtime_conf(self, cache_dir: str = "") -> RuntimeConf:
+        return RuntimeConf(container_id=self.container_id, ifname=self.ifname, netns=self.netns,
+                           args=self.args, capability_args=self.capability_args,
+                           cache_dir=cache_dir)
+
+    def result(self) -> Result | None:
+        return Result.from_dict(self.raw_result) if self.raw_result else None
+
+
+@attrs.frozen
+class ResultCache:
+    directory: str = DEFAULT_DIR
+
+    def path(self, network: str, rt: RuntimeConf) -> str:
+        if not network or not rt.container_id or not rt.ifname:
+            raise ValueError("cache file path requires network name, container ID and ifname "
+                             f"({network!r}, {rt.container_id!r}, {rt.ifname!r})")
+        return os.path.join(self.directory, "results",
+                            f"{network}-{rt.container_id}-{rt.ifname}")
+
+    def add(self, network: str, rt: RuntimeConf, config: bytes, result: Result | None) -> None:
+        entry: dict[str, Any] = {
+            "kind": KIND,
+            "containerId": rt.container_id,
+            "config": base64.b64encode(config).decode(),
+            "ifName": rt.ifname,
+            "networkName": network,
+        }
+        if rt.netns:
+            entry["netns"] = rt.netns
+        if rt.args:
+            entry["cniArgs"] = [list(p) for p in rt.args]
+        if rt.capability_args:
+            entry["capabilityArgs"] = dict(rt.capability_args)
+        if result is not None:
+            entry["result"] = result.to_dict()
+        fname = self.path(network, rt)
+        os.makedirs(os.path.dirname(fname), mode=0o700, exist_ok=True)
+        tmp = f"{fname}.tmp{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(entry, fh)
+        os.replace(tmp, fname)
+
+    def delete(self, network: str, rt: RuntimeConf) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(network, rt))
+
+    def get(self, network: str, rt: RuntimeConf) -> CachedAttachment | None:
+        """The entry, or None when absent or not in the cniCacheV1 format."""
+        try:
+            with open(self.path(network, rt), "rb") as fh:
+                return _parse(fh.read())
+        except OSError:
+            return None
+
+    def attachments(self, container_id: str = "") -> list[CachedAttachment]:
+        """Every readable entry (libcni's ``GetCachedAttachments``)."""
+        directory = os.path.join(self.directory, "results")
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if container_id and container_id not in name:
+                continue
+            try:
+                with open(os.path.join(directory, name), "rb") as fh:
+                    entry = _parse(fh.read())
+            except OSError:
+                continue
+            if entry is not None and (not container_id or entry.container_id == container_id):
+                out.append(entry)
+        return out
+
+
+def _parse(data: bytes) -> CachedAttachment | None:
+    try:
+        obj = json.loads(data)
+        if not isinstance(obj, dict) or obj.get("kind") != KIND:
+            return None
+        raw_result = obj.get("result")
+        return CachedAttachment(
+            network=str(obj["networkName"]),
+            container_id=str(obj["containerId"]),
+            ifname=str(obj["ifName"]),
+            netns=str(obj.get("netns", "")),
+            config=base64.b64decode(obj.get("config") or ""),
+            args=tuple((str(k), str(v)) for k, v in obj.get("cniArgs") or ()),
+            capability_args=dict(obj.get("capabilityArgs") or {}),
+            raw_result=raw_result if isinstance(raw_result, dict) else None,
+        )
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None

@@ -1,0 +1,264 @@
+"""Network configuration: lists, plugin configs and the runtime's per-call arguments.
+
+A ``PluginConfig`` keeps the plugin's JSON object whole (``raw``): plugin
+specific keys must reach the plugin byte-for-byte equivalent, and libcni's
+injections (``name``, ``cniVersion``, ``prevResult``, ``runtimeConfig``) are
+done on that object. The typed attributes are read from it once, at the
+boundary, so nothing inside the core re-checks a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from corecni.spec import version as versions
+from corecni.spec.errors import CNIError, ErrorCode, decoding_failure, invalid_config
+from corecni.spec.result import Result
+
+#: libcni's rule for container IDs and network names.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+IFNAMSIZ = 16
+
+
+def validate_network_name(name: str) -> str:
+    if not name:
+        raise invalid_config("missing network name")
+    if not NAME_RE.match(name):
+        raise invalid_config("invalid characters found in network name", name)
+    return name
+
+
+def validate_container_id(container_id: str) -> str:
+    if not container_id:
+        raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "missing containerID")
+    if not NAME_RE.match(container_id):
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid characters in containerID",
+                       container_id)
+    return container_id
+
+
+def validate_ifname(ifname: str) -> str:
+    """SPEC 1.1.0: 1-15 bytes, not ``.``/``..``, no ``/``, ``:`` or whitespace."""
+    if not ifname:
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is empty")
+    if len(ifname.encode()) > IFNAMSIZ - 1:
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is too long",
+                       f"{ifname!r}: interface name should be less than {IFNAMSIZ} characters")
+    if ifname in (".", ".."):
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is . or ..")
+    if any(c in "/:" or c.isspace() for c in ifname):
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
+                       "interface name contains / or : or whitespace characters", repr(ifname))
+    return ifname
+
+
+def validate_plugin_type(plugin_type: str) -> str:
+    """A ``type`` is an executable name in CNI_PATH: never a path."""
+    if not plugin_type:
+        raise invalid_config("missing plugin type")
+    if "/" in plugin_type or plugin_type in (".", "..") or "\\" in plugin_type \
+            or "\x00" in plugin_type:
+        raise invalid_config("invalid plugin type", repr(plugin_type))
+    return plugin_type
+
+
+def parse_json_object(data: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise decoding_failure(f"error parsing {what}", str(exc)) from None
+    if not isinstance(obj, dict):
+        raise decoding_failure(f"error parsing {what}", "top level is not a JSON object")
+    return obj
+
+
+def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise invalid_config(f"{where}: {key!r} must be a boolean", repr(value))
+    return value
+
+
+@attrs.frozen
+class PluginConfig:
+    """One plugin's configuration object, as given plus typed views of the spec keys."""
+
+    raw: Mapping[str, Any] = attrs.field(repr=False)
+    type: str
+    name: str = ""
+    cni_version: str = ""
+    capabilities: Mapping[str, bool] = attrs.field(factory=dict)
+
+    @property
+    def ipam(self) -> Mapping[str, Any] | None:
+        ipam = self.raw.get("ipam")
+        return ipam if isinstance(ipam, dict) else None
+
+    @property
+    def runtime_config(self) -> Mapping[str, Any]:
+        rc = self.raw.get("runtimeConfig")
+        return rc if isinstance(rc, dict) else {}
+
+    @property
+    def args(self) -> Mapping[str, Any]:
+        args = self.raw.get("args")
+        return args if isinstance(args, dict) else {}
+
+    @property
+    def prev_result(self) -> Result | None:
+        prev = self.raw.get("prevResult")
+        if prev is None:
+            return None
+        return Result.from_dict(prev, default_version=self.cni_version or "0.1.0")
+
+    def describe(self) -> str:
+        return f"type={self.type!r}" + (f" name={self.name!r}" if self.name else "")
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.raw, separators=(",", ":")).encode()
+
+    def inject(self, **values: Any) -> PluginConfig:
+        """A copy with top-level keys set (libcni's ``InjectConf``)."""
+        raw = dict(self.raw)
+        raw.update(values)
+        return PluginConfig.from_dict(raw, where=self.describe())
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "plugin config") -> PluginConfig:
+        if not isinstance(obj, dict):
+            raise invalid_config(f"{where} is not a JSON object")
+        ptype = obj.get("type")
+        if not isinstance(ptype, str) or not ptype:
+            raise invalid_config(f"{where}: missing 'type'")
+        validate_plugin_type(ptype)
+        name = obj.get("name", "")
+        version = obj.get("cniVersion", "")
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise invalid_config(f"{where}: 'name' and 'cniVersion' must be strings")
+        caps_raw = obj.get("capabilities", {})
+        if not isinstance(caps_raw, dict) \
+                or not all(isinstance(v, bool) for v in caps_raw.values()):
+            raise invalid_config(f"{where}: 'capabilities' must map names to booleans")
+        if "ipam" in obj and not isinstance(obj["ipam"], dict):
+            raise invalid_config(f"{where}: 'ipam' must be a JSON object")
+        return cls(raw=obj, type=ptype, name=name, cni_version=version, capabilities=caps_raw)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> PluginConfig:
+        return cls.from_dict(parse_json_object(data, "network config"), where="network config")
+
+
+@attrs.frozen
+class NetworkConfigList:
+    """A network: its name, the version every plugin is called with, and the chain."""
+
+    name: str
+    cni_version: str
+    plugins: tuple[PluginConfig, ...]
+    cni_versions: tuple[str, ...] = ()
+    disable_check: bool = False
+    disable_gc: bool = False
+    raw_bytes: bytes = attrs.field(default=b"", repr=False, eq=False)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], raw_bytes: bytes = b"") -> NetworkConfigList:
+        name = obj.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid_config("missing network name", "a configuration list needs 'name'")
+        validate_network_name(name)
+        cni_version = _select_version(obj)
+        plugins_raw = obj.get("plugins")
+        if plugins_raw is None:
+            raise invalid_config(f"network {name!r}: missing 'plugins'")
+        if not isinstance(plugins_raw, list) or not plugins_raw:
+            raise invalid_config(f"network {name!r}: 'plugins' must be a non-empty list")
+        plugins = tuple(PluginConfig.from_dict(p, where=f"network {name!r} plugin {i}")
+                        for i, p in enumerate(plugins_raw))
+        cni_versions = obj.get("cniVersions") or []
+        return cls(
+            name=name,
+            cni_version=cni_version,
+            plugins=plugins,
+            cni_versions=tuple(cni_versions),
+            disable_check=_bool(obj, "disableCheck", f"network {name!r}"),
+            disable_gc=_bool(obj, "disableGC", f"network {name!r}"),
+            raw_bytes=raw_bytes or json.dumps(obj).encode(),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NetworkConfigList:
+        return cls.from_dict(parse_json_object(data, "configuration list"), raw_bytes=bytes(data))
+
+    @classmethod
+    def from_plugin(cls, conf: PluginConfig, raw_bytes: bytes = b"") -> NetworkConfigList:
+        """libcni's ``ConfListFromConf``: a single .conf becomes a one-plugin list."""
+        name = conf.name
+        validate_network_name(name)
+        if not conf.cni_version:
+            raise invalid_config(f"network {name!r}: missing 'cniVersion'")
+        versions.require_supported(conf.cni_version)
+        return cls(name=name, cni_version=conf.cni_version, plugins=(conf,),
+                   raw_bytes=raw_bytes or conf.to_bytes())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cniVersion": self.cni_version, "name": self.name}
+        if self.cni_versions:
+            out["cniVersions"] = list(self.cni_versions)
+        if self.disable_check:
+            out["disableCheck"] = True
+        if self.disable_gc:
+            out["disableGC"] = True
+        out["plugins"] = [dict(p.raw) for p in self.plugins]
+        return out
+
+
+def _select_version(obj: Mapping[str, Any]) -> str:
+    """``cniVersions`` (1.1.0) wins when present: the newest one we support."""
+    name = obj.get("name")
+    listed = obj.get("cniVersions")
+    if listed is not None:
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            raise invalid_config(f"network {name!r}: 'cniVersions' must be a list of strings")
+        return versions.highest_supported(listed)
+    version = obj.get("cniVersion")
+    if version is None or version == "":
+        raise invalid_config(f"network {name!r}: missing 'cniVersion'")
+    if not isinstance(version, str):
+        raise invalid_config(f"network {name!r}: 'cniVersion' must be a string")
+    return versions.require_supported(version)
+
+
+def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
+    """``CNI_ARGS`` is ``K1=V1;K2=V2``; an item without ``=`` is an error."""
+    if not text:
+        return ()
+    pairs = []
+    for item in text.split(";"):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid CNI_ARGS pair", repr(item))
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def format_cni_args(pairs: tuple[tuple[str, str], ...]) -> str:
+    return ";".join(f"{k}={v}" for k, v in pairs)
+
+
+@attrs.frozen
+class RuntimeConf:
+    """What the runtime knows about one attachment (libcni's ``RuntimeConf``)."""
+
+    container_id: str
+    ifname: str = "eth0"
+    netns: str = ""
+    args: tuple[tuple[str, str], ...] = ()
+    capability_args: Mapping[str, Any] = attrs.field(factory=dict)
+    cache_dir: str = ""

@@ -1,0 +1,34 @@
+"""Build hook: compile corecni._native with cffi, but never fail the install.
+
+A node without a compiler still gets a working corecni on the pyroute2 backend;
+the build prints one warning saying why the native module is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure means "no native module"
+            print(f"WARNING: corecni native module not built ({exc}); "
+                  "falling back to the pyroute2 backend", file=sys.stderr)
+
+    def build_extension(self, ext):  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            print(f"WARNING: corecni native module not built ({exc}); "
+                  "falling back to the pyroute2 backend", file=sys.stderr)
+
+
+setup(
+    cffi_modules=["native/build_native.py:ffibuilder"],
+    cmdclass={"build_ext": OptionalBuildExt},
+)
