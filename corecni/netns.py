@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import threading
@@ -33,7 +32,9 @@ _libc: ctypes.CDLL | None = None
 def _get_libc() -> ctypes.CDLL:
     global _libc  # a lazily bound C library, not program state
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the interpreter is linked against libc already; ctypes.util would cost a
+        # subprocess import on every plugin exec
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 

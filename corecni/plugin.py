@@ -73,6 +73,15 @@ class Request:
     valid_attachments: tuple[Attachment, ...] = ()
     delegate: Delegate | None = attrs.field(default=None, eq=False, repr=False)
 
+    @classmethod
+    def for_config(cls, command: str, config: PluginConfig, *, container_id: str = "",
+                   netns: str = "", ifname: str = "", args: tuple[tuple[str, str], ...] = (),
+                   path: tuple[str, ...] = ()) -> Request:
+        """The request for ``config``: prevResult and GC's valid attachments read from it."""
+        return cls(command=command, config=config, container_id=container_id, netns=netns,
+                   ifname=ifname, args=args, path=path, prev_result=config.prev_result,
+                   valid_attachments=_valid_attachments(config) if command == "GC" else ())
+
     @property
     def cni_version(self) -> str:
         return self.config.cni_version
@@ -108,6 +117,20 @@ class Request:
 
     def ipam_check(self, plugin_type: str | None = None) -> None:
         self._delegate("CHECK", plugin_type)
+
+
+def _valid_attachments(config: PluginConfig) -> tuple[Attachment, ...]:
+    raw = config.raw.get("cni.dev/valid-attachments") or []
+    if not isinstance(raw, list):
+        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
+                       "cni.dev/valid-attachments must be a list")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
+            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
+                           "bad entry in cni.dev/valid-attachments", repr(item))
+        out.append(Attachment(item["containerID"], str(item.get("ifname", ""))))
+    return tuple(out)
 
 
 def as_cni_error(exc: BaseException) -> CNIError:

@@ -97,15 +97,14 @@ class CNIRuntime:
         config = self._build_config(net, plugin, prev, rt)
         if extra:
             config = config.inject(**extra)
-        request = Request(
-            command=command,
-            config=config,
+        request = Request.for_config(
+            command,
+            config,
             container_id=rt.container_id if rt else "",
             netns=rt.netns if rt else "",
             ifname=rt.ifname if rt else "",
             args=rt.args if rt else (),
             path=tuple(self.path),
-            prev_result=config.prev_result,
         )
         return self._invoker.run(request)
 
@@ -183,7 +182,7 @@ class CNIRuntime:
             return
         valid = {(a.container_id, a.ifname) for a in valid_attachments}
         errors: list[str] = []
-        for entry in self._cache(RuntimeConf(container_id="")).attachments():
+        for entry in ResultCache(self.cache_dir).attachments():
             if entry.network != net.name or (entry.container_id, entry.ifname) in valid:
                 continue
             try:

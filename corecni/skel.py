@@ -25,7 +25,7 @@ from typing import IO, Any
 import attrs
 
 from corecni import netns as netns_mod
-from corecni.plugin import COMMANDS, Attachment, Request, as_cni_error, load_plugin
+from corecni.plugin import COMMANDS, Request, as_cni_error, load_plugin
 from corecni.spec.config import (
     PluginConfig,
     parse_cni_args,
@@ -86,20 +86,6 @@ def read_env(command: str, environ: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def _valid_attachments(config: PluginConfig) -> tuple[Attachment, ...]:
-    raw = config.raw.get("cni.dev/valid-attachments") or []
-    if not isinstance(raw, list):
-        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
-                       "cni.dev/valid-attachments must be a list")
-    out = []
-    for item in raw:
-        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
-            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
-                           "bad entry in cni.dev/valid-attachments", repr(item))
-        out.append(Attachment(item["containerID"], str(item.get("ifname", ""))))
-    return tuple(out)
-
-
 def build_request(command: str, values: Mapping[str, str], stdin: bytes) -> Request:
     """Turn env + stdin into the Request every hook receives."""
     config = PluginConfig.from_dict(parse_json_object(stdin, "network config"),
@@ -108,16 +94,14 @@ def build_request(command: str, values: Mapping[str, str], stdin: bytes) -> Requ
         validate_network_name(config.name)
     if not config.cni_version:
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "missing cniVersion in network config")
-    return Request(
-        command=command,
-        config=config,
+    return Request.for_config(
+        command,
+        config,
         container_id=values["CNI_CONTAINERID"],
         netns=values["CNI_NETNS"],
         ifname=values["CNI_IFNAME"],
         args=parse_cni_args(values["CNI_ARGS"]),
         path=tuple(p for p in values["CNI_PATH"].split(os.pathsep) if p),
-        prev_result=config.prev_result,
-        valid_attachments=_valid_attachments(config) if command == "GC" else (),
     )
 
 
