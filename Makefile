@@ -41,7 +41,7 @@ test: $(STAMP) lint typecheck
 
 # --- pieces ---------------------------------------------------------------
 lint: $(STAMP)
-	$(VENV)/bin/ruff check corecni contrib tests bench
+	$(VENV)/bin/ruff check .
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 unit: $(STAMP)

@@ -16,14 +16,14 @@ class OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - any build failure means "no native module"
+        except Exception as exc:
             print(f"WARNING: corecni native module not built ({exc}); "
                   "falling back to the pyroute2 backend", file=sys.stderr)
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"WARNING: corecni native module not built ({exc}); "
                   "falling back to the pyroute2 backend", file=sys.stderr)
 
