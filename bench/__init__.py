@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: corecni vs the Go reference, ratios printed."""
