@@ -1,0 +1,663 @@
+"""The pure-Python backend: every request is one pyroute2 call, sent in order.
+
+pyroute2 is imported only when a batch commits or a read runs (it costs ~200 ms
+to import), so selecting this backend is free until it is used.
+
+Namespaces: a netlink socket stays bound to the namespace it was created in,
+so a socket for another namespace is created inside a brief per-thread
+``setns`` (``corecni.netns.entered``). pyroute2's own ``netns=`` option is not
+used: it forks a helper process and creates the namespace when it is missing.
+Sockets are used only by the thread that opened them (pyroute2 keeps its
+socket per thread, and a new one would be opened in that thread's namespace).
+
+pyroute2 is untyped: every value read from a message is converted to a plain
+``int``/``str`` at the boundary (``_attr`` and the ``_*_from_msg`` helpers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from corecni import netns as _netns
+from corecni.net.base import Address, Link, Neighbour, NetError, Route
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+IFA_F_NODAD = 0x02
+NUD_REACHABLE = 0x02
+NUD_PERMANENT = 0x80
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RT_SCOPE_NOWHERE = 255  # in a delete request: "any scope"
+RTPROT_BOOT = 3  # what iproute2 and the Go netlink library put on routes they add
+RT_TABLE_MAIN = 254
+
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
+
+# A pyroute2 IPRoute (untyped).
+IPR = Any
+
+
+# --- sockets and namespaces -------------------------------------------------
+
+def _open_iproute(path: str | None) -> IPR:
+    from pyroute2 import IPRoute
+
+    with _netns.entered(path):
+        return IPRoute()
+
+
+@contextlib.contextmanager
+def _iproute(path: str | None, op: str) -> Iterator[IPR]:
+    """An IPRoute in ``path`` for one read; a bad namespace becomes ``NetError``."""
+    with _netns_errors(op, path):
+        ipr = _open_iproute(path)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+@contextlib.contextmanager
+def _netns_errors(op: str, path: str | None) -> Iterator[None]:
+    try:
+        yield
+    except _netns.NetnsError as exc:
+        raise NetError(exc.errno or errno.EINVAL, op, f"netns {path}",
+                       exc.strerror or "") from exc
+
+
+@contextlib.contextmanager
+def _netns_fd(path: str) -> Iterator[int]:
+    """An fd for IFLA_NET_NS_FD, closed as soon as the request is sent."""
+    _netns.check_netns(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _teach_ipvlan_flags() -> None:
+    """pyroute2 (0.9) encodes IFLA_IPVLAN_MODE but silently drops IFLA_IPVLAN_FLAGS;
+    register (its public extension point) an ipvlan data class that has both."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    known = ifinfmsg.ifinfo.data_map.get("ipvlan")
+    if known is None or any(spec[0] == "IFLA_IPVLAN_FLAGS" for spec in known.nla_map):
+        return
+
+    class ipvlan_data(known):  # type: ignore[misc,valid-type]
+        nla_map = (*known.nla_map, ("IFLA_IPVLAN_FLAGS", "uint16"))
+
+    ifinfmsg.ifinfo.register_link_kind(module={"ipvlan": ipvlan_data})
+
+
+def _attr(msg: Any, name: str) -> Any:
+    return msg.get_attr(name)
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    err = _kernel_error(exc)
+    return err[0] if err else None
+
+
+def _kernel_error(exc: BaseException) -> tuple[int, str] | None:
+    """(errno, message) when ``exc`` is an error the kernel (or the OS) returned."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    if isinstance(exc, NetlinkError):
+        code = int(exc.code)
+        message = str(exc.args[1]) if len(exc.args) > 1 else ""
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        code, message = exc.errno, exc.strerror or ""
+    else:
+        return None
+    # NetError already prints strerror; keep only what the kernel added (extack).
+    return code, "" if message == os.strerror(code) else message
+
+
+# --- the batch --------------------------------------------------------------
+
+@attrs.define
+class _Created:
+    """A link this batch created, followed through renames and moves for rollback."""
+
+    netns: str | None
+    name: str
+
+
+class _Session:
+    """State of one ``commit``: the sockets it opened and the links it created."""
+
+    def __init__(self, netns: str | None, ipr: IPR) -> None:
+        self.netns = netns
+        self.ipr = ipr
+        self.created: list[_Created] = []
+        self._others: dict[str | None, IPR] = {}
+
+    def index(self, name: str) -> int:
+        """The ifindex of ``name`` here; ENODEV (from the kernel) when there is none."""
+        return int(self.ipr.link("get", ifname=name)[0]["index"])
+
+    def find(self, name: str) -> int | None:
+        try:
+            return self.index(name)
+        except Exception as exc:
+            if _errno_of(exc) == errno.ENODEV:
+                return None
+            raise
+
+    def record(self, netns: str | None, name: str) -> None:
+        self.created.append(_Created(netns, name))
+
+    def tracked(self, name: str) -> _Created | None:
+        for rec in self.created:
+            if rec.netns == self.netns and rec.name == name:
+                return rec
+        return None
+
+    def iproute_in(self, netns: str | None) -> IPR:
+        if netns == self.netns:
+            return self.ipr
+        if netns not in self._others:
+            self._others[netns] = _open_iproute(netns)
+        return self._others[netns]
+
+    def rollback(self) -> list[str]:
+        """Delete the created links, newest first; returns what could not be undone."""
+        failures = []
+        for rec in reversed(self.created):
+            try:
+                ipr = self.iproute_in(rec.netns)
+                ipr.link("del", index=int(ipr.link("get", ifname=rec.name)[0]["index"]))
+            except Exception as exc:
+                if _errno_of(exc) != errno.ENODEV:  # gone already is fine
+                    failures.append(f"{rec.name}: {exc}")
+        return failures
+
+    def close(self) -> None:
+        for ipr in (self.ipr, *self._others.values()):
+            ipr.close()
+
+
+@attrs.frozen
+class _Request:
+    op: str
+    obj: str
+    run: Callable[[_Session], None]
+
+
+def _opt(**kwargs: object) -> dict[str, object]:
+    """Keyword arguments for pyroute2 without the ones left unset."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _parse_interface(op: str, obj: str, address: str) -> ipaddress.IPv4Interface | \
+        ipaddress.IPv6Interface:
+    try:
+        return ipaddress.ip_interface(address)
+    except ValueError as exc:
+        raise NetError(errno.EINVAL, op, obj, str(exc)) from exc
+
+
+def _parse_route(op: str, route: Route) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        net = ipaddress.ip_network(route.dst)
+        for other in (route.gateway, route.src):
+            if other is not None and ipaddress.ip_address(other).version != net.version:
+                raise ValueError(f"{other} is not an IPv{net.version} address")
+    except ValueError as exc:
+        raise NetError(errno.EINVAL, op, _route_obj(route), str(exc)) from exc
+    return net
+
+
+def _route_obj(route: Route) -> str:
+    text = route.dst
+    if route.gateway:
+        text += f" via {route.gateway}"
+    if route.ifname:
+        text += f" dev {route.ifname}"
+    if route.table != RT_TABLE_MAIN:
+        text += f" table {route.table}"
+    return text
+
+
+def _route_kwargs(s: _Session, route: Route, net: ipaddress.IPv4Network |
+                  ipaddress.IPv6Network) -> dict[str, object]:
+    family = socket.AF_INET if net.version == 4 else socket.AF_INET6
+    kw: dict[str, object] = {"family": family, "dst_len": net.prefixlen, "table": route.table}
+    if net.prefixlen:
+        kw["dst"] = str(net.network_address)
+    if route.ifname is not None:
+        kw["oif"] = s.index(route.ifname)
+    return kw | _opt(gateway=route.gateway, priority=route.priority, prefsrc=route.src)
+
+
+class Pyroute2Batch:
+    """Queued requests for one namespace; ``commit`` sends them one by one."""
+
+    def __init__(self, netns: str | None) -> None:
+        self._netns = netns
+        self._requests: list[_Request] = []
+
+    def _queue(self, op: str, obj: str, run: Callable[[_Session], None]) -> Pyroute2Batch:
+        self._requests.append(_Request(op, obj, run))
+        return self
+
+    # --- links ---
+
+    def add_veth(self, name: str, peer: str, *, peer_netns: str | None = None,
+                 mtu: int | None = None, mac: str | None = None,
+                 peer_mac: str | None = None) -> Pyroute2Batch:
+        """The peer is created directly in ``peer_netns``: it never appears here."""
+        def run(s: _Session) -> None:
+            peer_spec: dict[str, object] = {"ifname": peer} | _opt(address=peer_mac, mtu=mtu)
+            with contextlib.ExitStack() as stack:
+                if peer_netns is not None:
+                    peer_spec["net_ns_fd"] = stack.enter_context(_netns_fd(peer_netns))
+                s.ipr.link("add", ifname=name, kind="veth", peer=peer_spec,
+                           **_opt(mtu=mtu, address=mac))
+            s.record(self._netns, name)
+        return self._queue("add_veth", f"{name} peer {peer}", run)
+
+    def add_bridge(self, name: str, *, mtu: int | None = None, mac: str | None = None,
+                   vlan_filtering: bool | None = None) -> Pyroute2Batch:
+        """``vlan_filtering=False`` is the kernel default, so it is not sent (kernels
+        built without bridge VLAN filtering reject the attribute even when off)."""
+        def run(s: _Session) -> None:
+            extra = {"br_vlan_filtering": 1} if vlan_filtering else {}
+            s.ipr.link("add", ifname=name, kind="bridge", **extra, **_opt(mtu=mtu, address=mac))
+            s.record(self._netns, name)
+        return self._queue("add_bridge", name, run)
+
+    def _add_on_master(self, op: str, name: str, master: str, netns: str | None,
+                       kind: str, **spec: object) -> Pyroute2Batch:
+        """Create ``name`` on ``master`` directly inside ``netns`` (IFLA_NET_NS_FD)."""
+        def run(s: _Session) -> None:
+            kw = dict(spec)
+            with contextlib.ExitStack() as stack:
+                if netns is not None:
+                    kw["net_ns_fd"] = stack.enter_context(_netns_fd(netns))
+                s.ipr.link("add", ifname=name, kind=kind, link=s.index(master), **kw)
+            s.record(netns if netns is not None else self._netns, name)
+        return self._queue(op, f"{name} on {master}", run)
+
+    def add_macvlan(self, name: str, master: str, *, mode: str = "bridge",
+                    netns: str | None = None, mtu: int | None = None,
+                    mac: str | None = None) -> Pyroute2Batch:
+        if mode not in MACVLAN_MODES:
+            raise NetError(errno.EINVAL, "add_macvlan", name, f"unknown macvlan mode {mode!r}")
+        return self._add_on_master("add_macvlan", name, master, netns, "macvlan",
+                                   macvlan_mode=MACVLAN_MODES[mode], **_opt(mtu=mtu, address=mac))
+
+    def add_ipvlan(self, name: str, master: str, *, mode: str = "l2",
+                   flag: str = "bridge", netns: str | None = None,
+                   mtu: int | None = None) -> Pyroute2Batch:
+        if mode not in IPVLAN_MODES or flag not in IPVLAN_FLAGS:
+            raise NetError(errno.EINVAL, "add_ipvlan", name,
+                           f"unknown ipvlan mode/flag {mode!r}/{flag!r}")
+        _teach_ipvlan_flags()
+        return self._add_on_master("add_ipvlan", name, master, netns, "ipvlan",
+                                   ipvlan_mode=IPVLAN_MODES[mode],
+                                   ipvlan_flags=IPVLAN_FLAGS[flag], **_opt(mtu=mtu))
+
+    def add_vlan(self, name: str, master: str, vlan_id: int, *,
+                 netns: str | None = None, mtu: int | None = None) -> Pyroute2Batch:
+        return self._add_on_master("add_vlan", name, master, netns, "vlan",
+                                   vlan_id=vlan_id, **_opt(mtu=mtu))
+
+    def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None,
+                 mac: str | None = None, master: str | None = None,
+                 nomaster: bool = False, rename: str | None = None,
+                 netns: str | None = None, promisc: bool | None = None,
+                 hairpin: bool | None = None, alias: str | None = None) -> Pyroute2Batch:
+        """Applied in this order: rename/mac/mtu/alias/promisc, master, hairpin, up, netns.
+
+        Rename goes before ``up`` (older kernels refuse to rename a running link),
+        hairpin after ``master`` (it is a bridge-port setting), the move last.
+        Moving a link to another namespace sets it down, so bring it up there.
+        """
+        def run(s: _Session) -> None:
+            idx = s.index(name)
+            current = name
+            flags = {}
+            if promisc is not None:
+                flags = {"flags": IFF_PROMISC if promisc else 0, "change": IFF_PROMISC}
+            changes = _opt(ifname=rename, address=mac, mtu=mtu, ifalias=alias) | flags
+            if changes:
+                s.ipr.link("set", index=idx, **changes)
+            if rename is not None:
+                rec = s.tracked(name)
+                if rec is not None:
+                    rec.name = rename
+                current = rename
+            if nomaster:
+                s.ipr.link("set", index=idx, master=0)
+            elif master is not None:
+                s.ipr.link("set", index=idx, master=s.index(master))
+            if hairpin is not None:
+                s.ipr.brport("set", index=idx, mode=int(hairpin))
+            if up is not None:
+                s.ipr.link("set", index=idx, state="up" if up else "down")
+            if netns is not None:
+                rec = s.tracked(current)
+                with _netns_fd(netns) as fd:
+                    s.ipr.link("set", index=idx, net_ns_fd=fd)
+                if rec is not None:
+                    rec.netns = netns
+        return self._queue("set_link", name, run)
+
+    def del_link(self, name: str, *, missing_ok: bool = False) -> Pyroute2Batch:
+        def run(s: _Session) -> None:
+            idx = s.find(name) if missing_ok else s.index(name)
+            if idx is None:
+                return
+            try:
+                s.ipr.link("del", index=idx)
+            except Exception as exc:
+                if not (missing_ok and _errno_of(exc) == errno.ENODEV):
+                    raise
+            rec = s.tracked(name)
+            if rec is not None:
+                s.created.remove(rec)
+        return self._queue("del_link", name, run)
+
+    # --- addresses, routes, neighbours ---
+
+    def add_address(self, ifname: str, address: str, *, nodad: bool = False) -> Pyroute2Batch:
+        """IPv4 gets the broadcast address set, as the Go plugins do."""
+        obj = f"{ifname} {address}"
+        iface = _parse_interface("add_address", obj, address)
+
+        def run(s: _Session) -> None:
+            kw: dict[str, object] = {"address": str(iface.ip),
+                                     "prefixlen": iface.network.prefixlen}
+            if iface.version == 4 and iface.network.prefixlen < 31:
+                kw["broadcast"] = str(iface.network.broadcast_address)
+            if iface.version == 6 and nodad:
+                kw["flags"] = IFA_F_NODAD
+            s.ipr.addr("add", index=s.index(ifname), **kw)
+        return self._queue("add_address", obj, run)
+
+    def del_address(self, ifname: str, address: str, *,
+                    missing_ok: bool = False) -> Pyroute2Batch:
+        """``missing_ok`` also accepts a missing link: its addresses are gone with it."""
+        obj = f"{ifname} {address}"
+        iface = _parse_interface("del_address", obj, address)
+
+        def run(s: _Session) -> None:
+            idx = s.find(ifname) if missing_ok else s.index(ifname)
+            if idx is None:
+                return
+            try:
+                s.ipr.addr("del", index=idx, address=str(iface.ip),
+                           prefixlen=iface.network.prefixlen)
+            except Exception as exc:
+                if not (missing_ok and _errno_of(exc) == errno.EADDRNOTAVAIL):
+                    raise
+        return self._queue("del_address", obj, run)
+
+    def add_route(self, route: Route, *, replace: bool = False) -> Pyroute2Batch:
+        """Without a gateway an IPv4 route gets link scope (as ``ip route`` does)."""
+        net = _parse_route("add_route", route)
+
+        def run(s: _Session) -> None:
+            kw = _route_kwargs(s, route, net)
+            scope = route.scope
+            if scope is None and net.version == 4:
+                scope = RT_SCOPE_UNIVERSE if route.gateway else RT_SCOPE_LINK
+            kw |= _opt(scope=scope)
+            kw["proto"] = route.proto if route.proto is not None else RTPROT_BOOT
+            metrics = _opt(mtu=route.mtu, advmss=route.advmss)
+            if metrics:
+                kw["metrics"] = metrics
+            s.ipr.route("replace" if replace else "add", **kw)
+        return self._queue("add_route", _route_obj(route), run)
+
+    def del_route(self, route: Route, *, missing_ok: bool = False) -> Pyroute2Batch:
+        """Matches on the fields given; unset scope/proto match any route."""
+        net = _parse_route("del_route", route)
+
+        def run(s: _Session) -> None:
+            if route.ifname is not None and missing_ok and s.find(route.ifname) is None:
+                return  # the link is gone, and its routes with it
+            kw = _route_kwargs(s, route, net)
+            kw["scope"] = route.scope if route.scope is not None else RT_SCOPE_NOWHERE
+            kw |= _opt(proto=route.proto)
+            try:
+                s.ipr.route("del", **kw)
+            except Exception as exc:
+                if not (missing_ok and _errno_of(exc) in (errno.ESRCH, errno.ENOENT)):
+                    raise
+        return self._queue("del_route", _route_obj(route), run)
+
+    def add_neighbour(self, neigh: Neighbour, *, replace: bool = True) -> Pyroute2Batch:
+        """A non-permanent entry is added as REACHABLE and ages like a learned one."""
+        obj = f"{neigh.address} lladdr {neigh.lladdr} dev {neigh.ifname}"
+        try:
+            ip = ipaddress.ip_address(neigh.address)
+        except ValueError as exc:
+            raise NetError(errno.EINVAL, "add_neighbour", obj, str(exc)) from exc
+
+        def run(s: _Session) -> None:
+            s.ipr.neigh("replace" if replace else "add", ifindex=s.index(neigh.ifname),
+                        dst=str(ip), lladdr=neigh.lladdr.lower(),
+                        family=socket.AF_INET if ip.version == 4 else socket.AF_INET6,
+                        state=NUD_PERMANENT if neigh.permanent else NUD_REACHABLE)
+        return self._queue("add_neighbour", obj, run)
+
+    # --- sending ---
+
+    def commit(self) -> None:
+        """Send every request; on the first failure undo created links and raise.
+
+        A kernel (or OS) error becomes ``NetError``; anything else is a bug and
+        propagates as is, but only after the rollback.
+        """
+        if not self._requests:
+            return
+        requests, self._requests = self._requests, []
+        with _netns_errors("commit", self._netns):
+            session = _Session(self._netns, _open_iproute(self._netns))
+        try:
+            for req in requests:
+                try:
+                    req.run(session)
+                except Exception as exc:
+                    failures = session.rollback()
+                    note = f"rollback incomplete: {', '.join(failures)}" if failures else ""
+                    err = _kernel_error(exc)
+                    if err is None:
+                        if note:
+                            exc.add_note(note)
+                        raise
+                    detail = "; ".join(x for x in (err[1], note) if x)
+                    raise NetError(err[0], req.op, req.obj, detail) from exc
+        finally:
+            session.close()
+
+
+
+
+# --- reads ------------------------------------------------------------------
+
+def _link_from_msg(msg: Any, names: dict[int, str]) -> Link:
+    flags = int(msg["flags"])
+    info = _attr(msg, "IFLA_LINKINFO")
+    kind = slave_kind = ""
+    data = slave_data = None
+    if info is not None:
+        kind = str(_attr(info, "IFLA_INFO_KIND") or "")
+        slave_kind = str(_attr(info, "IFLA_INFO_SLAVE_KIND") or "")
+        data = _attr(info, "IFLA_INFO_DATA")
+        slave_data = _attr(info, "IFLA_INFO_SLAVE_DATA")
+    hairpin = None
+    if slave_kind == "bridge" and slave_data is not None:
+        hairpin = bool(_attr(slave_data, "IFLA_BRPORT_MODE"))
+    vlan_filtering = None
+    if kind == "bridge":
+        vlan_filtering = bool(data is not None and _attr(data, "IFLA_BR_VLAN_FILTERING"))
+    master = _attr(msg, "IFLA_MASTER")
+    peer = _attr(msg, "IFLA_LINK")
+    nsid = _attr(msg, "IFLA_LINK_NETNSID")
+    return Link(
+        index=int(msg["index"]),
+        name=str(_attr(msg, "IFLA_IFNAME")),
+        kind=kind,
+        mtu=int(_attr(msg, "IFLA_MTU") or 0),
+        mac=str(_attr(msg, "IFLA_ADDRESS") or "").lower(),
+        up=bool(flags & IFF_UP),
+        master=names.get(int(master)) if master else None,
+        peer_index=int(peer) if kind == "veth" and peer is not None else None,
+        link_netnsid=int(nsid) if nsid is not None and nsid >= 0 else None,
+        promisc=bool(flags & IFF_PROMISC),
+        hairpin=hairpin,
+        vlan_filtering=vlan_filtering,
+        alias=str(_attr(msg, "IFLA_IFALIAS") or ""),
+    )
+
+
+def _links(ipr: IPR) -> list[Link]:
+    msgs = list(ipr.get_links())
+    names = {int(m["index"]): str(_attr(m, "IFLA_IFNAME")) for m in msgs}
+    return [_link_from_msg(m, names) for m in msgs]
+
+
+def _names(ipr: IPR) -> dict[int, str]:
+    return {int(m["index"]): str(_attr(m, "IFLA_IFNAME")) for m in ipr.get_links()}
+
+
+def _families(family: int | None) -> tuple[int, ...]:
+    """Dumps are per family: AF_UNSPEC would also return bridge FDB entries and
+    multicast routing tables."""
+    return (socket.AF_INET, socket.AF_INET6) if family is None else (family,)
+
+
+def _route_from_msg(msg: Any, names: dict[int, str]) -> Route:
+    family = int(msg["family"])
+    dst = _attr(msg, "RTA_DST")
+    if dst is None:
+        dst = "0.0.0.0" if family == socket.AF_INET else "::"
+    oif = _attr(msg, "RTA_OIF")
+    table = _attr(msg, "RTA_TABLE")
+    metrics = _attr(msg, "RTA_METRICS")
+    mtu = advmss = None
+    if metrics is not None:
+        mtu = _attr(metrics, "RTAX_MTU")
+        advmss = _attr(metrics, "RTAX_ADVMSS")
+    priority = _attr(msg, "RTA_PRIORITY")
+    gateway = _attr(msg, "RTA_GATEWAY")
+    src = _attr(msg, "RTA_PREFSRC")
+    return Route(
+        dst=f"{dst}/{int(msg['dst_len'])}",
+        gateway=str(gateway) if gateway else None,
+        ifname=names.get(int(oif)) if oif is not None else None,
+        table=int(table if table is not None else msg["table"]),
+        priority=int(priority) if priority is not None else None,
+        scope=int(msg["scope"]),
+        mtu=int(mtu) if mtu is not None else None,
+        advmss=int(advmss) if advmss is not None else None,
+        src=str(src) if src else None,
+        proto=int(msg["proto"]),
+    )
+
+
+class Pyroute2Backend:
+    """``NetBackend`` on pyroute2. Stateless: each batch or read opens its own socket."""
+
+    name = "pyroute2"
+
+    def batch(self, netns: str | None = None) -> Pyroute2Batch:
+        return Pyroute2Batch(netns)
+
+    def links(self, netns: str | None = None) -> list[Link]:
+        with _iproute(netns, "links") as ipr:
+            return _links(ipr)
+
+    def link(self, name: str, netns: str | None = None) -> Link | None:
+        for link in self.links(netns):
+            if link.name == name:
+                return link
+        return None
+
+    def addresses(self, netns: str | None = None, ifname: str | None = None,
+                  family: int | None = None) -> list[Address]:
+        with _iproute(netns, "addresses") as ipr:
+            names = _names(ipr)
+            msgs = [m for fam in _families(family) for m in ipr.get_addr(family=fam)]
+        result = []
+        for msg in msgs:
+            name = names.get(int(msg["index"]), "")
+            if ifname is not None and name != ifname:
+                continue
+            # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on p-t-p links.
+            ip = _attr(msg, "IFA_LOCAL") or _attr(msg, "IFA_ADDRESS")
+            result.append(Address(ifname=name, address=f"{ip}/{int(msg['prefixlen'])}",
+                                  family=int(msg["family"]), scope=int(msg["scope"])))
+        return result
+
+    def routes(self, netns: str | None = None, family: int | None = None,
+               table: int | None = RT_TABLE_MAIN) -> list[Route]:
+        """``table=None`` includes the kernel's local table (255), like ``table all``."""
+        with _iproute(netns, "routes") as ipr:
+            names = _names(ipr)
+            msgs = [m for fam in _families(family) for m in ipr.get_routes(family=fam)]
+        routes = [_route_from_msg(m, names) for m in msgs]
+        return [r for r in routes if table is None or r.table == table]
+
+    def neighbours(self, netns: str | None = None,
+                   ifname: str | None = None) -> list[Neighbour]:
+        with _iproute(netns, "neighbours") as ipr:
+            names = _names(ipr)
+            msgs = [m for fam in _families(None) for m in ipr.get_neighbours(family=fam)]
+        result = []
+        for msg in msgs:
+            name = names.get(int(msg["ifindex"]), "")
+            if ifname is not None and name != ifname:
+                continue
+            lladdr = _attr(msg, "NDA_LLADDR")
+            result.append(Neighbour(ifname=name, address=str(_attr(msg, "NDA_DST")),
+                                    lladdr=str(lladdr or "").lower(),
+                                    permanent=bool(int(msg["state"]) & NUD_PERMANENT)))
+        return result
+
+    # --- sysctls ---
+
+    def sysctl_get(self, key: str, netns: str | None = None) -> str:
+        path = _sysctl_path("sysctl_get", key)
+        with _netns_errors("sysctl_get", netns), _netns.entered(netns):
+            try:
+                with open(path) as fh:
+                    return fh.read().strip()
+            except OSError as exc:
+                raise NetError(exc.errno or errno.EIO, "sysctl_get", key,
+                               exc.strerror or "") from exc
+
+    def sysctl_set(self, key: str, value: str, netns: str | None = None) -> None:
+        path = _sysctl_path("sysctl_set", key)
+        with _netns_errors("sysctl_set", netns), _netns.entered(netns):
+            try:
+                with open(path, "w") as fh:
+                    fh.write(value)
+            except OSError as exc:
+                raise NetError(exc.errno or errno.EIO, "sysctl_set", f"{key}={value}",
+                               exc.strerror or "") from exc
+
+
+def _sysctl_path(op: str, key: str) -> str:
+    """/proc/sys/net is resolved by the opening thread's namespace: open inside it."""
+    parts = key.strip("/").split("/")
+    if not key or any(p in ("", ".", "..") for p in parts):
+        raise NetError(errno.EINVAL, op, key, "key must be a path below /proc/sys/net")
+    return "/proc/sys/net/" + "/".join(parts)
