@@ -51,7 +51,12 @@ def load_file(path: str) -> NetworkConfigList:
         raise CNIError(ErrorCode.IO_FAILURE, f"cannot read {path}",
                        exc.strerror or str(exc)) from None
     try:
-        return list_from_bytes(data, path)
+        if path.endswith(".conflist"):  # libcni, kubelet and containerd go by extension
+            obj = parse_json_object(data, "network configuration list")
+            return NetworkConfigList.from_dict(obj, raw_bytes=data)
+        conf = PluginConfig.from_dict(parse_json_object(data, "network configuration"),
+                                      where="network configuration")
+        return NetworkConfigList.from_plugin(conf, raw_bytes=data)
     except CNIError as exc:
         raise CNIError(exc.code, f"{path}: {exc.msg}", exc.details) from None
 

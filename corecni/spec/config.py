@@ -21,14 +21,14 @@ from corecni.spec.errors import CNIError, ErrorCode, decoding_failure, invalid_c
 from corecni.spec.result import Result
 
 #: libcni's rule for container IDs and network names.
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")  # used with fullmatch
 IFNAMSIZ = 16
 
 
 def validate_network_name(name: str) -> str:
     if not name:
         raise invalid_config("missing network name")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise invalid_config("invalid characters found in network name", name)
     return name
 
@@ -36,7 +36,7 @@ def validate_network_name(name: str) -> str:
 def validate_container_id(container_id: str) -> str:
     if not container_id:
         raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "missing containerID")
-    if not NAME_RE.match(container_id):
+    if not NAME_RE.fullmatch(container_id):
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid characters in containerID",
                        container_id)
     return container_id
@@ -78,7 +78,10 @@ def parse_json_object(data: bytes | str, what: str) -> dict[str, Any]:
 
 
 def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool:
+    """A boolean, or the strings "true"/"false" that libcni >= 1.2 also accepts."""
     value = obj.get(key, False)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     if not isinstance(value, bool):
         raise invalid_config(f"{where}: {key!r} must be a boolean", repr(value))
     return value
@@ -218,14 +221,16 @@ class NetworkConfigList:
 
 
 def _select_version(obj: Mapping[str, Any]) -> str:
-    """``cniVersions`` (1.1.0) wins when present: the newest one we support."""
+    """SPEC 1.1.0: the newest version we support among ``cniVersion`` and ``cniVersions``."""
     name = obj.get("name")
     listed = obj.get("cniVersions")
+    version = obj.get("cniVersion")
     if listed is not None:
         if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
             raise invalid_config(f"network {name!r}: 'cniVersions' must be a list of strings")
+        if isinstance(version, str) and version:
+            listed = [*listed, version]
         return versions.highest_supported(listed)
-    version = obj.get("cniVersion")
     if version is None or version == "":
         raise invalid_config(f"network {name!r}: missing 'cniVersion'")
     if not isinstance(version, str):
@@ -239,12 +244,10 @@ def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
         return ()
     pairs = []
     for item in text.split(";"):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key:
+        parts = item.split("=")
+        if len(parts) != 2 or not parts[0]:  # cnitool's and skel's rule: exactly K=V
             raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid CNI_ARGS pair", repr(item))
-        pairs.append((key, value))
+        pairs.append((parts[0], parts[1]))
     return tuple(pairs)
 
 

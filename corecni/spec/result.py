@@ -164,8 +164,11 @@ class Route:
         out: dict[str, Any] = {"dst": self.dst}
         if self.gw:
             out["gw"] = self.gw
-        for key, value in (("mtu", self.mtu), ("advmss", self.advmss), ("priority", self.priority),
-                           ("table", self.table), ("scope", self.scope)):
+        # libcni: mtu/advmss/priority are omitempty ints, table/scope optional pointers
+        for key, value in (("mtu", self.mtu), ("advmss", self.advmss), ("priority", self.priority)):
+            if value:
+                out[key] = value
+        for key, value in (("table", self.table), ("scope", self.scope)):
             if value is not None:
                 out[key] = value
         return out
@@ -253,6 +256,8 @@ class Result:
         if target == self.cni_version:
             return self
         if versions.parse(target) < (0, 3, 0):
+            if versions.parse(self.cni_version) < (0, 3, 0):
+                return attrs.evolve(self, cni_version=target)  # 0.1.0 <-> 0.2.0: same shape
             return self._down_to_legacy(target)
         interfaces = self.interfaces
         if versions.parse(target) < (1, 0, 0):
@@ -270,7 +275,8 @@ class Result:
                            f"a {target} result needs at least one IP address")
         kept = {ip.family for ip in (ip4, ip6) if ip is not None}
         ips = tuple(attrs.evolve(ip, interface=None) for ip in (ip4, ip6) if ip is not None)
-        routes = tuple(r for r in self.routes if r.family in kept)
+        # 0.1.0/0.2.0 routes carry only dst and gw
+        routes = tuple(Route(dst=r.dst, gw=r.gw) for r in self.routes if r.family in kept)
         return Result(cni_version=target, ips=ips, routes=routes, dns=self.dns)
 
     # ---- JSON boundary ----------------------------------------------------

@@ -14,11 +14,11 @@ CURRENT = "1.1.0"
 #: Every version corecni reads and writes, oldest first.
 SUPPORTED: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")  # ASCII digits, fullmatch
 
 
 def parse(version: str) -> tuple[int, int, int]:
-    match = _SEMVER.match(version) if isinstance(version, str) else None
+    match = _SEMVER.fullmatch(version) if isinstance(version, str) else None
     if match is None:
         raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "invalid CNI version", repr(version))
     major, minor, patch = match.groups()
@@ -42,6 +42,7 @@ def require_supported(version: str, supported: Sequence[str] = SUPPORTED) -> str
 
 def highest_supported(candidates: Iterable[str], supported: Sequence[str] = SUPPORTED) -> str:
     """The ``cniVersions`` rule of SPEC 1.1.0: pick the newest version we support."""
+    candidates = list(candidates)
     usable = [v for v in candidates if isinstance(v, str) and v in supported]
     if not usable:
         raise CNIError(
