@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev \
-	iproute2 iptables nftables iputils-ping gcc libc6-dev python3-venv python3-dev
+	iproute2 iptables nftables iputils-ping gcc libc6-dev python3-venv python3-dev valgrind
 STAMP  := $(VENV)/.installed
 
 .PHONY: all demo test lint typecheck unit integration interop bench deps venv clean
@@ -22,7 +22,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py)
+$(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py native/*.cdef)
 	$(MAKE) deps
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -1,0 +1,20 @@
+"""Run every benchmark: ``python -m bench``."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import exec_startup
+from bench.netlink import __main__ as netlink
+
+
+def main() -> int:
+    status = 0
+    for name, entry in (("exec start-up", exec_startup.main), ("netlink", netlink.main)):
+        print(f"\n===== {name} =====", flush=True)
+        status |= entry([])
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

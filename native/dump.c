@@ -1,0 +1,461 @@
+/* Read-back dumps: links, addresses, routes, neighbours of one namespace. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+#include "corecni_native.h"
+#include "cn_nl.h"
+
+#define DUMP_BUF (64 * 1024)
+
+void cn_free(void *p)
+{
+    free(p);
+}
+
+/* A growable array of fixed-size records. */
+struct vec {
+    void *p;
+    int n, cap;
+    size_t size;
+};
+
+static void *vec_add(struct vec *v)
+{
+    if (v->n == v->cap) {
+        int cap = v->cap ? v->cap * 2 : 16;
+        void *q = realloc(v->p, (size_t)cap * v->size);
+        if (q == NULL)
+            return NULL;
+        v->p = q;
+        v->cap = cap;
+    }
+    void *r = (char *)v->p + (size_t)v->n++ * v->size;
+    memset(r, 0, v->size);
+    return r;
+}
+
+/* ifindex -> name cache for one dump, filled with SIOCGIFNAME. */
+struct names {
+    int sock;
+    int idx[64];
+    char name[64][IFNAMSIZ];
+    int n;
+};
+
+static void name_of(struct names *nm, int index, char out[IFNAMSIZ])
+{
+    out[0] = '\0';
+    if (index <= 0)
+        return;
+    for (int i = 0; i < nm->n; i++)
+        if (nm->idx[i] == index) {
+            memcpy(out, nm->name[i], IFNAMSIZ);
+            return;
+        }
+    if (cn_ifname(nm->sock, index, out) < 0)
+        return;
+    if (nm->n < 64) {
+        nm->idx[nm->n] = index;
+        memcpy(nm->name[nm->n++], out, IFNAMSIZ);
+    }
+}
+
+typedef int (*dump_cb)(const struct nlmsghdr *h, void *arg);
+
+/* Send one request (a dump, or a plain get) and feed every answer to cb.
+ * Returns 0 or -errno (the kernel's error for a get). */
+static int nl_request(int sock, struct nlbuf *req, uint16_t want_type, dump_cb cb, void *arg)
+{
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+    const struct nlmsghdr *rq = (const struct nlmsghdr *)req->p;
+    int is_dump = (rq->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+    uint32_t seq = rq->nlmsg_seq;
+    if (sendto(sock, req->p, req->len, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
+        return -errno;
+    unsigned char *buf = malloc(DUMP_BUF);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = 0, done = 0;
+    while (!done) {
+        struct iovec iov = {.iov_base = buf, .iov_len = DUMP_BUF};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t n = recvmsg(sock, &mh, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        if (mh.msg_flags & MSG_TRUNC) {
+            rc = -EMSGSIZE;
+            break;
+        }
+        const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
+        size_t rem = (size_t)n;
+        while (!done && rem >= NLMSG_HDRLEN && h->nlmsg_len >= NLMSG_HDRLEN &&
+               h->nlmsg_len <= rem) {
+            if (h->nlmsg_seq == seq) {
+                if (h->nlmsg_type == NLMSG_DONE) {
+                    done = 1;
+                } else if (h->nlmsg_type == NLMSG_ERROR) {
+                    const struct nlmsgerr *e = NLMSG_DATA(h);
+                    if (h->nlmsg_len >= NLMSG_HDRLEN + sizeof *e)
+                        rc = e->error;
+                    done = 1;
+                } else if (h->nlmsg_type == want_type) {
+                    if (rc == 0)
+                        rc = cb(h, arg);
+                    if (!is_dump)
+                        done = 1;
+                }
+            }
+            size_t adv = NLMSG_ALIGN(h->nlmsg_len);
+            if (adv >= rem)
+                break;
+            rem -= adv;
+            h = (const struct nlmsghdr *)((const char *)h + adv);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static void fmt_hw(char *out, size_t outlen, const unsigned char *p, int len)
+{
+    out[0] = '\0';
+    size_t pos = 0;
+    for (int i = 0; i < len && pos + 4 <= outlen; i++)
+        pos += (size_t)snprintf(out + pos, outlen - pos, i ? ":%02x" : "%02x", p[i]);
+}
+
+static void fmt_ip(char *out, size_t outlen, int family, const struct nlattr *a)
+{
+    out[0] = '\0';
+    if (a == NULL)
+        return;
+    int want = family == AF_INET ? 4 : 16;
+    if (CN_NLA_LEN(a) != want)
+        return;
+    inet_ntop(family, CN_NLA_DATA(a), out, (socklen_t)outlen);
+}
+
+static uint32_t nla_u32(const struct nlattr *a)
+{
+    uint32_t v = 0;
+    if (a && CN_NLA_LEN(a) >= 4)
+        memcpy(&v, CN_NLA_DATA(a), 4);
+    return v;
+}
+
+static int nla_u8(const struct nlattr *a)
+{
+    return a && CN_NLA_LEN(a) >= 1 ? *(const unsigned char *)CN_NLA_DATA(a) : 0;
+}
+
+static void nla_str(char *out, size_t outlen, const struct nlattr *a)
+{
+    out[0] = '\0';
+    if (a == NULL)
+        return;
+    int len = CN_NLA_LEN(a);
+    const char *s = CN_NLA_DATA(a);
+    size_t n = strnlen(s, (size_t)len);
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* ---- links ------------------------------------------------------------ */
+
+struct link_ctx {
+    struct vec v;
+    int *master;                 /* parallel: master ifindex per link */
+    int capm;
+};
+
+static int link_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct link_ctx *lc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
+        return 0;
+    const struct ifinfomsg *ifi = NLMSG_DATA(h);
+    struct nlattr *tb[IFLA_MAX + 1];
+    cn_parse_attrs(tb, IFLA_MAX, (const char *)ifi + NLMSG_ALIGN(sizeof *ifi),
+                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *ifi))));
+    struct cn_link *l = vec_add(&lc->v);
+    if (l == NULL)
+        return -ENOMEM;
+    if (lc->v.n > lc->capm) {
+        int cap = lc->capm ? lc->capm * 2 : 16;
+        int *q = realloc(lc->master, (size_t)cap * sizeof *q);
+        if (q == NULL)
+            return -ENOMEM;
+        lc->master = q;
+        lc->capm = cap;
+    }
+    l->index = ifi->ifi_index;
+    l->up = (ifi->ifi_flags & IFF_UP) != 0;
+    l->promisc = (ifi->ifi_flags & IFF_PROMISC) != 0;
+    l->hairpin = -1;
+    l->vlan_filtering = -1;
+    nla_str(l->name, sizeof l->name, tb[IFLA_IFNAME]);
+    l->mtu = nla_u32(tb[IFLA_MTU]);
+    if (tb[IFLA_ADDRESS])
+        fmt_hw(l->mac, sizeof l->mac, CN_NLA_DATA(tb[IFLA_ADDRESS]), CN_NLA_LEN(tb[IFLA_ADDRESS]));
+    lc->master[lc->v.n - 1] = (int)nla_u32(tb[IFLA_MASTER]);
+    if (tb[IFLA_LINK]) {
+        l->has_link = 1;
+        l->link = (int)nla_u32(tb[IFLA_LINK]);
+    }
+    if (tb[IFLA_LINK_NETNSID]) {
+        l->has_link_netnsid = 1;
+        l->link_netnsid = (int)nla_u32(tb[IFLA_LINK_NETNSID]);
+    }
+    nla_str(l->alias, sizeof l->alias, tb[IFLA_IFALIAS]);
+    if (tb[IFLA_LINKINFO]) {
+        struct nlattr *li[IFLA_INFO_MAX + 1];
+        cn_parse_attrs(li, IFLA_INFO_MAX, CN_NLA_DATA(tb[IFLA_LINKINFO]),
+                       CN_NLA_LEN(tb[IFLA_LINKINFO]));
+        nla_str(l->kind, sizeof l->kind, li[IFLA_INFO_KIND]);
+        if (strcmp(l->kind, "bridge") == 0) {
+            l->vlan_filtering = 0;
+            if (li[IFLA_INFO_DATA]) {
+                struct nlattr *br[IFLA_BR_MAX + 1];
+                cn_parse_attrs(br, IFLA_BR_MAX, CN_NLA_DATA(li[IFLA_INFO_DATA]),
+                               CN_NLA_LEN(li[IFLA_INFO_DATA]));
+                l->vlan_filtering = nla_u8(br[IFLA_BR_VLAN_FILTERING]) != 0;
+            }
+        }
+        char skind[32];
+        nla_str(skind, sizeof skind, li[IFLA_INFO_SLAVE_KIND]);
+        if (strcmp(skind, "bridge") == 0) {
+            l->hairpin = 0;
+            if (li[IFLA_INFO_SLAVE_DATA]) {
+                struct nlattr *bp[IFLA_BRPORT_MAX + 1];
+                cn_parse_attrs(bp, IFLA_BRPORT_MAX, CN_NLA_DATA(li[IFLA_INFO_SLAVE_DATA]),
+                               CN_NLA_LEN(li[IFLA_INFO_SLAVE_DATA]));
+                l->hairpin = nla_u8(bp[IFLA_BRPORT_MODE]) != 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static int getlink_req(struct nlbuf *b, const char *name, uint32_t seq)
+{
+    uint16_t flags = NLM_F_REQUEST | (name ? 0 : NLM_F_DUMP);
+    size_t off = nb_msg(b, RTM_GETLINK, flags, seq, sizeof(struct ifinfomsg));
+    if (name)
+        nb_put_str(b, IFLA_IFNAME, name);
+    nb_put_u32(b, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    nb_msg_end(b, off);
+    return b->oom ? -ENOMEM : 0;
+}
+
+int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
+{
+    *out = NULL;
+    if (name && (name[0] == '\0' || strlen(name) >= IFNAMSIZ))
+        return 0;
+    int sock = cn_nl_socket(netns);
+    if (sock < 0)
+        return sock;
+    struct link_ctx lc = {.v = {.size = sizeof(struct cn_link)}};
+    struct nlbuf b;
+    nb_init(&b);
+    int rc = getlink_req(&b, name, 1);
+    if (rc == 0)
+        rc = nl_request(sock, &b, RTM_NEWLINK, link_cb, &lc);
+    nb_free(&b);
+    if (name && (rc == -ENODEV || rc == -ENOENT))
+        rc = 0;                              /* no such link: empty answer */
+    if (rc == 0) {
+        struct names nm = {.sock = sock};
+        struct cn_link *l = lc.v.p;
+        for (int i = 0; i < lc.v.n; i++) {
+            int m = lc.master[i];
+            if (m <= 0)
+                continue;
+            for (int j = 0; j < lc.v.n && !l[i].master[0]; j++)
+                if (l[j].index == m)
+                    memcpy(l[i].master, l[j].name, IFNAMSIZ);
+            if (!l[i].master[0])
+                name_of(&nm, m, l[i].master);
+        }
+    }
+    close(sock);
+    free(lc.master);
+    if (rc < 0) {
+        free(lc.v.p);
+        return rc;
+    }
+    *out = lc.v.p;
+    return lc.v.n;
+}
+
+/* ---- addresses -------------------------------------------------------- */
+
+struct dump_ctx {
+    struct vec v;
+    struct names nm;
+    int family;
+};
+
+static int addr_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct dump_ctx *dc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifaddrmsg)))
+        return 0;
+    const struct ifaddrmsg *ifa = NLMSG_DATA(h);
+    if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)
+        return 0;
+    if (dc->family && ifa->ifa_family != dc->family)
+        return 0;
+    struct nlattr *tb[IFA_MAX + 1];
+    cn_parse_attrs(tb, IFA_MAX, (const char *)ifa + NLMSG_ALIGN(sizeof *ifa),
+                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *ifa))));
+    struct cn_addr *a = vec_add(&dc->v);
+    if (a == NULL)
+        return -ENOMEM;
+    a->family = ifa->ifa_family;
+    a->index = (int)ifa->ifa_index;
+    a->prefixlen = ifa->ifa_prefixlen;
+    a->scope = ifa->ifa_scope;
+    fmt_ip(a->addr, sizeof a->addr, a->family, tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS]);
+    name_of(&dc->nm, a->index, a->ifname);
+    return 0;
+}
+
+static int neigh_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct dump_ctx *dc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ndmsg)))
+        return 0;
+    const struct ndmsg *nd = NLMSG_DATA(h);
+    if (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6)
+        return 0;
+    if (dc->family && nd->ndm_family != dc->family)
+        return 0;
+    struct nlattr *tb[NDA_MAX + 1];
+    cn_parse_attrs(tb, NDA_MAX, (const char *)nd + NLMSG_ALIGN(sizeof *nd),
+                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *nd))));
+    struct cn_neigh *n = vec_add(&dc->v);
+    if (n == NULL)
+        return -ENOMEM;
+    n->family = nd->ndm_family;
+    n->index = nd->ndm_ifindex;
+    n->state = nd->ndm_state;
+    n->flags = nd->ndm_flags;
+    fmt_ip(n->dst, sizeof n->dst, n->family, tb[NDA_DST]);
+    if (tb[NDA_LLADDR])
+        fmt_hw(n->lladdr, sizeof n->lladdr, CN_NLA_DATA(tb[NDA_LLADDR]), CN_NLA_LEN(tb[NDA_LLADDR]));
+    name_of(&dc->nm, n->index, n->ifname);
+    return 0;
+}
+
+static int route_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct dump_ctx *dc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
+        return 0;
+    const struct rtmsg *rt = NLMSG_DATA(h);
+    if (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)
+        return 0;
+    if (dc->family && rt->rtm_family != dc->family)
+        return 0;
+    if (rt->rtm_flags & RTM_F_CLONED)
+        return 0;
+    struct nlattr *tb[RTA_MAX + 1];
+    cn_parse_attrs(tb, RTA_MAX, (const char *)rt + NLMSG_ALIGN(sizeof *rt),
+                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *rt))));
+    struct cn_route *r = vec_add(&dc->v);
+    if (r == NULL)
+        return -ENOMEM;
+    r->family = rt->rtm_family;
+    r->dst_len = rt->rtm_dst_len;
+    if (tb[RTA_DST]) {
+        fmt_ip(r->dst, sizeof r->dst, r->family, tb[RTA_DST]);
+    } else {
+        snprintf(r->dst, sizeof r->dst, "%s", r->family == AF_INET ? "0.0.0.0" : "::");
+    }
+    fmt_ip(r->gateway, sizeof r->gateway, r->family, tb[RTA_GATEWAY]);
+    fmt_ip(r->src, sizeof r->src, r->family, tb[RTA_PREFSRC]);
+    r->table = tb[RTA_TABLE] ? nla_u32(tb[RTA_TABLE]) : rt->rtm_table;
+    if (tb[RTA_PRIORITY]) {
+        r->has_priority = 1;
+        r->priority = nla_u32(tb[RTA_PRIORITY]);
+    }
+    r->scope = rt->rtm_scope;
+    r->proto = rt->rtm_protocol;
+    r->type = rt->rtm_type;
+    r->flags = rt->rtm_flags;
+    if (tb[RTA_OIF]) {
+        r->oif = (int)nla_u32(tb[RTA_OIF]);
+        name_of(&dc->nm, r->oif, r->ifname);
+    }
+    if (tb[RTA_METRICS]) {
+        struct nlattr *mx[RTAX_MAX + 1];
+        cn_parse_attrs(mx, RTAX_MAX, CN_NLA_DATA(tb[RTA_METRICS]), CN_NLA_LEN(tb[RTA_METRICS]));
+        r->mtu = nla_u32(mx[RTAX_MTU]);
+        r->advmss = nla_u32(mx[RTAX_ADVMSS]);
+    }
+    return 0;
+}
+
+static int dump_generic(const char *netns, uint16_t type, uint16_t want, int family,
+                        size_t hdrlen, size_t recsize, dump_cb cb, void **out)
+{
+    *out = NULL;
+    int sock = cn_nl_socket(netns);
+    if (sock < 0)
+        return sock;
+    struct dump_ctx dc = {.v = {.size = recsize}, .nm = {.sock = sock}, .family = family};
+    struct nlbuf b;
+    nb_init(&b);
+    size_t off = nb_msg(&b, type, NLM_F_REQUEST | NLM_F_DUMP, 1, hdrlen);
+    if (!b.oom)
+        *(unsigned char *)nb_hdr(&b, off) = (unsigned char)family;  /* family is the first byte */
+    nb_msg_end(&b, off);
+    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, want, cb, &dc);
+    nb_free(&b);
+    close(sock);
+    if (rc < 0) {
+        free(dc.v.p);
+        return rc;
+    }
+    *out = dc.v.p;
+    return dc.v.n;
+}
+
+int cn_dump_addrs(const char *netns, int family, struct cn_addr **out)
+{
+    return dump_generic(netns, RTM_GETADDR, RTM_NEWADDR, family, sizeof(struct ifaddrmsg),
+                        sizeof(struct cn_addr), addr_cb, (void **)out);
+}
+
+int cn_dump_routes(const char *netns, int family, struct cn_route **out)
+{
+    return dump_generic(netns, RTM_GETROUTE, RTM_NEWROUTE, family, sizeof(struct rtmsg),
+                        sizeof(struct cn_route), route_cb, (void **)out);
+}
+
+int cn_dump_neighs(const char *netns, int family, struct cn_neigh **out)
+{
+    return dump_generic(netns, RTM_GETNEIGH, RTM_NEWNEIGH, family, sizeof(struct ndmsg),
+                        sizeof(struct cn_neigh), neigh_cb, (void **)out);
+}
