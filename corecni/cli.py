@@ -135,6 +135,36 @@ def cmd_install(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    """What this node would run with: backends, plugins, paths."""
+    import platform
+
+    from corecni import __version__
+    from corecni.net import ENV_VAR, available_backends, get_backend
+
+    print(f"corecni {__version__} on Python {platform.python_version()}")
+    try:
+        backend = get_backend().name
+    except (RuntimeError, ValueError) as exc:
+        backend = f"unavailable ({exc})"
+    print(f"net backend: {backend} (available: {', '.join(available_backends())}; "
+          f"{ENV_VAR}={os.environ.get(ENV_VAR, 'auto')})")
+    try:
+        from corecni import _native
+
+        print(f"native module: {_native.ffi.string(_native.lib.cn_version()).decode()}")
+    except ImportError as exc:
+        print(f"native module: not built ({exc})")
+    runtime = _runtime(ns)
+    print(f"CNI_PATH: {':'.join(runtime.path) or '(empty)'}")
+    print(f"cache dir: {ns.cache_dir}")
+    refs = runtime.registry.discover()
+    print(f"plugins: {len(refs)} "
+          f"({sum(r.kind == 'python' for r in refs)} in-process, "
+          f"{sum(r.kind == 'exec' for r in refs)} exec); `corecni plugins` lists them")
+    return 0
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     from corecni.demo import run_demo
 
@@ -177,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="overwrite files that corecni did not write")
     p.set_defaults(func=cmd_install)
+    p = sub.add_parser("doctor", help="show backends, native module, paths and plugins")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("demo", help="attach a throwaway container netns and prove it works")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -192,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `corecni plugins | head`
+        sys.stderr.close()
+        return 1
 
 
 if __name__ == "__main__":

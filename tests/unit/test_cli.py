@@ -94,3 +94,15 @@ def test_version_validate_plugins(setup: dict[str, str]) -> None:
     out = corecni("plugins", env=setup)
     rows = {line.split()[0]: line.split()[1:3] for line in out.stdout.splitlines()}
     assert rows["fake-iface"] == ["in-process", "launcher"]
+
+
+def test_doctor_names_the_backend(setup: dict[str, str]) -> None:
+    from corecni.net import available_backends
+
+    out = corecni("doctor", env={**setup, "CORECNI_NET_BACKEND": "pyroute2"})
+    assert out.returncode == 0, out.stderr
+    assert "net backend: pyroute2" in out.stdout
+    if "native" in available_backends():
+        out = corecni("doctor", env={**setup, "CORECNI_NET_BACKEND": "auto"})
+        assert "net backend: native" in out.stdout
+        assert "native module: corecni-native" in out.stdout
