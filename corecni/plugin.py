@@ -192,6 +192,7 @@ class LoadedPlugin:
             raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "incompatible CNI versions",
                            f"config is {request.config.cni_version!r}, plugin {self.type!r} "
                            f"supports {list(self.supported_versions())}")
+        _require_version_for(request.command, request.config.cni_version)
         add, delete, check = FAMILIES[self.family]
         hook = self.hook
         command = request.command
@@ -226,6 +227,18 @@ class LoadedPlugin:
             hook.cni_gc(request=request)
             return None
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
+
+
+#: the first spec version that has each command (Go's skel refuses earlier ones)
+_SINCE = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
+
+
+def _require_version_for(command: str, cni_version: str) -> None:
+    since = _SINCE.get(command)
+    if since and cni_version and not versions.at_least(cni_version, since):
+        raise CNIError(ErrorCode.INCOMPATIBLE_VERSION,
+                       f"config version does not allow {command}",
+                       f"{command} needs cniVersion {since} or later, config is {cni_version}")
 
 
 def _family_of(plugin_type: str, target: str, impl_names: set[str]) -> str:

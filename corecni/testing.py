@@ -103,12 +103,16 @@ def ip_json(path: str | None, *args: str) -> list[dict[str, object]]:
     return list(json.loads(out or "[]"))
 
 
-def ping(from_path: str, address: str, count: int = 1, timeout: int = 2) -> bool:
-    """True when ``address`` answers from inside the namespace at ``from_path``."""
+def ping(from_path: str, address: str, count: int = 1, deadline: int = 5) -> bool:
+    """True when ``address`` answers ``count`` times within ``deadline`` seconds.
+
+    ping keeps sending until then, so an address still finishing IPv6 duplicate
+    address detection (a gateway a Go plugin just added) gets its chance.
+    """
     flag = "-6" if ":" in address else "-4"
     proc = subprocess.run(
         ["ip", "netns", "exec", ns_name(from_path), "ping", flag, "-c", str(count),
-         "-W", str(timeout), "-i", "0.2", address],
+         "-w", str(deadline), "-i", "0.2", address],
         capture_output=True, check=False,
     )
     return proc.returncode == 0

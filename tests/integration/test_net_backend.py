@@ -123,7 +123,7 @@ def test_two_containers_on_a_bridge_reach_each_other_and_the_bridge(
     assert ping(ctr1, "fd88::3", count=3)
     assert ping(ctr2, "fd88::1", count=3)
     # and the negative control: an address nobody holds does not answer
-    assert not ping(ctr1, "10.88.0.99", timeout=1)
+    assert not ping(ctr1, "10.88.0.99", deadline=1)
 
 
 def test_reads_match_the_kernel(backend: NetBackend, node_with_bridge: str,

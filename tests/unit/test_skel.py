@@ -139,12 +139,21 @@ def test_del_tolerates_missing_netns() -> None:
 
 def test_gc_and_status_need_only_path() -> None:
     gc_env = {"CNI_COMMAND": "GC", "CNI_PATH": "/x"}
-    assert run(gc_env, conf(**{"cni.dev/valid-attachments": []}),
+    assert run(gc_env, conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": []}),
                target="tests.plugins.fake_iface")[0] == 0
-    assert run({"CNI_COMMAND": "STATUS", "CNI_PATH": "/x"}, conf(),
+    assert run({"CNI_COMMAND": "STATUS", "CNI_PATH": "/x"}, conf(cniVersion="1.1.0"),
                target="tests.plugins.fake_iface")[0] == 0
     status, out, _ = run({"CNI_COMMAND": "GC"}, conf(), target="tests.plugins.fake_iface")
     assert status == 1 and out["code"] == 4
+
+
+@pytest.mark.parametrize(("command", "version"), [("CHECK", "0.3.1"), ("GC", "1.0.0"),
+                                                  ("STATUS", "1.0.0")])
+def test_command_newer_than_config_version_is_code_1(command: str, version: str) -> None:
+    status, out, _ = run(env(command), conf(cniVersion=version),
+                         target="tests.plugins.fake_iface")
+    assert status == 1
+    assert out["code"] == 1 and out["msg"] == f"config version does not allow {command}"
 
 
 def test_load_failure_is_reported_as_json() -> None:
