@@ -1,0 +1,126 @@
+"""macvlan: the container gets its own MAC address on a node device.
+
+Config keys, defaults and the result follow containernetworking/plugins'
+``macvlan`` (Debian ships 1.1.1; ``linkInContainer`` is from 1.2):
+
+* ``master`` - the node device to sit on; default: the link of the node's
+  default route;
+* ``mode`` - ``bridge`` (default), ``private``, ``vepa`` or ``passthru``;
+* ``mtu`` - 0 (kernel default) up to the master's MTU;
+* ``mac`` - fixed MAC; CNI_ARGS ``MAC`` overrides it and the ``mac``
+  capability (``runtimeConfig.mac``) overrides both, as in Go;
+* ``linkInContainer`` - the master lives in the container namespace;
+* ``ipam`` - optional: without it the interface is only brought up (L2, for
+  chaining or DHCP later), as Go allows;
+* ``dns`` - copied into the result (Go ignores the IPAM plugin's DNS).
+
+The macvlan is created on the master in the node namespace and placed in the
+container by the same netlink request, under a temporary name renamed to
+CNI_IFNAME in there: the name may be free in the container but taken on the
+node. Imports stay light (no backend until a hook runs): every exec pays them.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from corecni.hookspecs import hookimpl
+from corecni.net import Batch, Link, NetBackend, get_backend
+from corecni.plugin import Request
+from corecni.spec.result import DNS, Result
+from corecni_contrib import _iface as common
+
+KIND = "macvlan"
+MODES = ("bridge", "private", "vepa", "passthru")
+
+
+def _check_mode(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in MODES:
+        raise common.cfg_error(f'unknown macvlan mode: "{value}"',
+                               f"mode must be one of {', '.join(MODES)}")
+
+
+def _normal_mac(value: str) -> str:
+    return common.cfg_mac(value, "MAC address") if value else ""
+
+
+@attrs.frozen
+class MacvlanConfig:
+    """The plugin's view of its config; invalid values fail with code 7 on creation."""
+
+    master: str = ""
+    mode: str = attrs.field(default="bridge", validator=_check_mode)
+    mtu: int = 0
+    mac: str = attrs.field(default="", converter=_normal_mac)
+    link_in_container: bool = False
+    ipam_type: str = ""
+    dns: DNS = attrs.Factory(DNS)
+
+    @classmethod
+    def from_request(cls, request: Request) -> MacvlanConfig:
+        raw = request.config.raw
+        mac = request.args_dict.get("MAC") or common.cfg_str(raw, "mac")
+        mac = common.cfg_str(request.config.runtime_config, "mac") or mac
+        return cls(master=common.cfg_str(raw, "master"),
+                   mode=common.cfg_str(raw, "mode") or "bridge",
+                   mtu=common.cfg_int(raw, "mtu"), mac=mac,
+                   link_in_container=common.cfg_bool(raw, "linkInContainer"),
+                   ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
+
+    def master_netns(self, request: Request) -> str | None:
+        return request.netns if self.link_in_container else None
+
+    def creator(self, master: str) -> common.CreateLink:
+        def create(batch: Batch, name: str, netns: str | None) -> object:
+            return batch.add_macvlan(name, master, mode=self.mode, netns=netns,
+                                     mtu=self.mtu or None, mac=self.mac or None)
+        return create
+
+
+def _master(backend: NetBackend, request: Request, conf: MacvlanConfig) -> Link:
+    netns = conf.master_netns(request)
+    name = conf.master or common.default_route_interface(backend, netns)
+    master = common.lookup_master(backend, name, netns)
+    common.check_mtu_fits(conf.mtu, master)
+    return master
+
+
+@hookimpl
+def cni_add(request: Request) -> Result:
+    conf = MacvlanConfig.from_request(request)
+    backend = get_backend()
+    master = _master(backend, request, conf)
+    created = common.create_lower_link(backend, request, KIND, conf.creator(master.name),
+                                       conf.link_in_container)
+    return common.address_lower_link(backend, request, created, None, conf.dns,
+                                     use_ipam=bool(conf.ipam_type))
+
+
+@hookimpl
+def cni_del(request: Request) -> None:
+    """Reads only ``ipam`` from the config: a DEL must work even when the master
+    or the rest of the config has gone bad since the ADD."""
+    common.release_ipam(request)
+    common.delete_container_link(get_backend(), request, KIND)
+
+
+@hookimpl
+def cni_check(request: Request) -> None:
+    """Master, IPAM, then the container link, its addresses and routes.
+
+    The macvlan mode is not compared: the link-layer contract (``corecni.net.Link``)
+    does not report it.
+    """
+    conf = MacvlanConfig.from_request(request)
+    backend = get_backend()
+    _master(backend, request, conf)
+    if conf.ipam_type:
+        request.ipam_check()
+    prev, iface = common.prev_container_interface(request)
+    common.check_container_link(backend, request, iface, KIND)
+    common.check_iface(backend, request.netns, request.ifname, prev)
+
+
+@hookimpl
+def cni_status(request: Request) -> None:
+    common.ipam_status(request)

@@ -1,0 +1,118 @@
+"""vlan: an 802.1Q sub-interface of a node device, placed in the container.
+
+Config keys, defaults and the result follow containernetworking/plugins'
+``vlan`` (Debian ships 1.1.1; ``linkInContainer`` is from 1.2):
+
+* ``master`` - required (the README mentions a default-route default, the
+  code has none: Go refuses a config without it, and so does this plugin);
+* ``vlanId`` - 0 to 4094 (Go's range; 4095 is reserved by 802.1Q);
+* ``mtu`` - 0 (kernel default) up to the master's MTU;
+* ``linkInContainer`` - the master lives in the container namespace;
+* ``ipam`` - required: Go always runs IPAM for a vlan;
+* ``dns`` - copied into the result.
+
+Created like macvlan: on the master, directly into the container, under a
+temporary name renamed to CNI_IFNAME there.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from corecni.hookspecs import hookimpl
+from corecni.net import Batch, Link, NetBackend, get_backend
+from corecni.plugin import Request
+from corecni.spec.errors import CNIError, ErrorCode
+from corecni.spec.result import DNS, Result
+from corecni_contrib import _iface as common
+
+KIND = "vlan"
+VLAN_ID_MAX = 4094
+
+
+def _check_master(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if not value:
+        raise common.cfg_error('"master" field is required. It specifies the host interface '
+                               "name to create the VLAN for")
+
+
+def _check_vlan_id(_: object, __: attrs.Attribute[int], value: int) -> None:
+    if not 0 <= value <= VLAN_ID_MAX:
+        raise common.cfg_error(f"invalid VLAN ID {value} (must be between 0 and "
+                               f"{VLAN_ID_MAX} inclusive)", "vlanId")
+
+
+@attrs.frozen
+class VlanConfig:
+    """The plugin's view of its config; invalid values fail with code 7 on creation."""
+
+    master: str = attrs.field(validator=_check_master)
+    vlan_id: int = attrs.field(validator=_check_vlan_id)
+    mtu: int = 0
+    link_in_container: bool = False
+    ipam_type: str = ""
+    dns: DNS = attrs.Factory(DNS)
+
+    @classmethod
+    def from_request(cls, request: Request) -> VlanConfig:
+        raw = request.config.raw
+        return cls(master=common.cfg_str(raw, "master"), vlan_id=common.cfg_int(raw, "vlanId"),
+                   mtu=common.cfg_int(raw, "mtu"),
+                   link_in_container=common.cfg_bool(raw, "linkInContainer"),
+                   ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
+
+    def master_netns(self, request: Request) -> str | None:
+        return request.netns if self.link_in_container else None
+
+    def creator(self, master: str) -> common.CreateLink:
+        def create(batch: Batch, name: str, netns: str | None) -> object:
+            return batch.add_vlan(name, master, self.vlan_id, netns=netns, mtu=self.mtu or None)
+        return create
+
+
+def _master(backend: NetBackend, request: Request, conf: VlanConfig) -> Link:
+    master = common.lookup_master(backend, conf.master, conf.master_netns(request))
+    common.check_mtu_fits(conf.mtu, master)
+    return master
+
+
+@hookimpl
+def cni_add(request: Request) -> Result:
+    conf = VlanConfig.from_request(request)
+    if not conf.ipam_type:
+        raise common.cfg_error("vlan needs an 'ipam' section", "the vlan plugin always runs IPAM")
+    backend = get_backend()
+    master = _master(backend, request, conf)
+    created = common.create_lower_link(backend, request, KIND, conf.creator(master.name),
+                                       conf.link_in_container)
+    return common.address_lower_link(backend, request, created, None, conf.dns, use_ipam=True)
+
+
+@hookimpl
+def cni_del(request: Request) -> None:
+    """Reads only ``ipam`` from the config: a DEL must work even when the master
+    is gone or the config went bad since the ADD."""
+    common.release_ipam(request)
+    common.delete_container_link(get_backend(), request, KIND)
+
+
+@hookimpl
+def cni_check(request: Request) -> None:
+    """Master, IPAM, the container link (kind, MAC, configured MTU), its addresses and
+    routes. The VLAN ID is not compared: ``corecni.net.Link`` does not report it."""
+    conf = VlanConfig.from_request(request)
+    backend = get_backend()
+    _master(backend, request, conf)
+    if conf.ipam_type:
+        request.ipam_check()
+    prev, iface = common.prev_container_interface(request)
+    link = common.check_container_link(backend, request, iface, KIND)
+    if conf.mtu and link.mtu != conf.mtu:
+        raise CNIError(ErrorCode.INTERNAL, f"configured MTU of {iface.name} is {conf.mtu}, "
+                       f"current value is {link.mtu}")
+    common.check_iface(backend, request.netns, request.ifname, prev)
+
+
+@hookimpl
+def cni_status(request: Request) -> None:
+    common.ipam_status(request)

@@ -1,0 +1,422 @@
+"""corecni-contrib's macvlan against the kernel, in-process and exec'd through a launcher.
+
+A "node" namespace stands in for the host; a veth pair ``phys0``/``phys0p`` in
+it plays the physical NIC the macvlans sit on. IPAM is Debian's Go plugins
+(host-local with its store under the test's tmp dir, so "no IP stays reserved"
+is checked on disk; static where the addresses must be known). Every lifecycle
+test runs once per net backend and once per way of running the plugin
+(in-process through the registry, exec'd through an installed launcher).
+Kernel state is read back with ``ip -j``, independently of the backend under
+test, and connectivity is proven with ping.
+
+The ``Cni`` harness and the ``variant`` fixture are shared with the other
+link-plugin test modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corecni import netns
+from corecni.launcher import LauncherSpec, install
+from corecni.net import available_backends
+from corecni.registry import Registry
+from corecni.runtime import CNIRuntime
+from corecni.spec.config import NetworkConfigList, RuntimeConf
+from corecni.spec.errors import CNIError
+from corecni.testing import ip_json, ns_name, ping
+
+GO_CNI = "/usr/lib/cni"
+BACKENDS = available_backends()
+MODES = ("in-process", "exec")
+VARIANTS = [(b, m) for b in BACKENDS for m in MODES]
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not os.path.exists(f"{GO_CNI}/host-local"),
+                       reason="Debian's Go IPAM plugins (containernetworking-plugins) missing"),
+]
+
+NsFactory = Callable[..., str]
+
+
+# --- harness (shared) ----------------------------------------------------------
+
+class Cni:
+    """Runs one corecni plugin type from the node namespace, in-process or exec'd.
+
+    IPAM types are always exec'd from /usr/lib/cni (Debian's Go plugins), except
+    those registered in-process with ``extra``.
+    """
+
+    def __init__(self, plugin_type: str, target: str, mode: str, node: str, tmp: Path,
+                 extra: Mapping[str, str] | None = None, go: bool = False) -> None:
+        self.node = node
+        self.cache = tmp / "cache"
+        path = [GO_CNI]
+        if go:  # Go's own plugin of that type, for result comparisons
+            registry = Registry(path=tuple(path), entry_points=False, in_process=False)
+        elif mode == "exec":
+            bindir = tmp / "bin"
+            install(str(bindir), [LauncherSpec(plugin_type, target)])
+            path.insert(0, str(bindir))
+            registry = Registry(path=tuple(path), entry_points=False, in_process=False)
+        else:
+            registry = Registry(path=tuple(path), entry_points=False)
+            registry.register(plugin_type, target)
+            for name, extra_target in (extra or {}).items():
+                registry.register(name, extra_target)
+        self.runtime = CNIRuntime(path=tuple(path), cache_dir=str(self.cache), registry=registry)
+
+    @staticmethod
+    def net(conf: Mapping[str, Any], version: str = "1.0.0", name: str = "testnet") \
+            -> NetworkConfigList:
+        return NetworkConfigList.from_dict({"cniVersion": version, "name": name,
+                                            "plugins": [dict(conf)]})
+
+    @staticmethod
+    def rt(ctr: str, ifname: str = "eth0", cid: str = "c1", **kw: Any) -> RuntimeConf:
+        return RuntimeConf(container_id=cid, ifname=ifname, netns=ctr, **kw)
+
+    def add(self, conf: Mapping[str, Any], ctr: str, **kw: Any) -> dict[str, Any]:
+        with netns.entered(self.node):
+            result = self.runtime.add_network_list(self.net(conf), self.rt(ctr, **kw))
+        return result.to_dict()
+
+    def check(self, conf: Mapping[str, Any], ctr: str, **kw: Any) -> None:
+        with netns.entered(self.node):
+            self.runtime.check_network_list(self.net(conf), self.rt(ctr, **kw))
+
+    def delete(self, conf: Mapping[str, Any], ctr: str, **kw: Any) -> None:
+        with netns.entered(self.node):
+            self.runtime.del_network_list(self.net(conf), self.rt(ctr, **kw))
+
+    def status(self, conf: Mapping[str, Any]) -> None:
+        with netns.entered(self.node):
+            self.runtime.get_status_network_list(self.net(conf, version="1.1.0"))
+
+
+@pytest.fixture(params=VARIANTS, ids=[f"{b}-{m}" for b, m in VARIANTS])
+def variant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """(net backend, run mode): the backend reaches exec'd plugins through the environment."""
+    backend, mode = request.param
+    monkeypatch.setenv("CORECNI_NET_BACKEND", backend)
+    return str(mode)
+
+
+@pytest.fixture(autouse=True)
+def _thread_netns_unchanged() -> Iterator[None]:
+    before = netns.current_inode()
+    yield None
+    assert netns.current_inode() == before
+
+
+def sh(ns: str, *args: str) -> None:
+    subprocess.run(["ip", "-n", ns_name(ns), *args], check=True, capture_output=True)
+
+
+def link_names(ns: str) -> set[str]:
+    return {str(item["ifname"]) for item in ip_json(ns, "link", "show")}
+
+
+def link_info(ns: str, ifname: str) -> dict[str, Any]:
+    [item] = ip_json(ns, "-d", "link", "show", "dev", ifname)
+    return dict(item)
+
+
+def addrs(ns: str, ifname: str) -> set[str]:
+    return {f"{a['local']}/{a['prefixlen']}" for item in ip_json(ns, "addr", "show", "dev", ifname)
+            for a in item["addr_info"] if a.get("scope") == "global"}  # type: ignore[attr-defined]
+
+
+def default_via(ns: str) -> set[str]:
+    return {str(r.get("gateway")) for r in ip_json(ns, "route", "show", "default")}
+
+
+def reserved(ipam_dir: Path) -> list[str]:
+    """Addresses host-local still holds (files other than its bookkeeping)."""
+    if not ipam_dir.exists():
+        return []
+    return sorted(f.name for d in ipam_dir.iterdir() if d.is_dir() for f in d.iterdir()
+                  if f.name != "lock" and not f.name.startswith("last_reserved_ip"))
+
+
+def host_local(tmp: Path, subnet: str = "10.72.0.0/24") -> dict[str, Any]:
+    return {"type": "host-local", "dataDir": str(tmp / "ipam"), "ranges": [[{"subnet": subnet}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}
+
+
+@contextlib.contextmanager
+def expect_error(code: int, *words: str) -> Iterator[None]:
+    """A CNIError of ``code`` whose text names every one of ``words``."""
+    with pytest.raises(CNIError) as info:
+        yield
+    assert info.value.code == code, repr(info.value)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+# --- fixtures -----------------------------------------------------------------
+
+@pytest.fixture
+def node(node_netns: str) -> str:
+    """The node with its "NIC": veth phys0 (the master) <-> phys0p, both up."""
+    sh(node_netns, "link", "add", "phys0", "type", "veth", "peer", "name", "phys0p")
+    sh(node_netns, "link", "set", "phys0", "up")
+    sh(node_netns, "link", "set", "phys0p", "up")
+    return node_netns
+
+
+NODE_LINKS = {"lo", "phys0", "phys0p"}
+
+
+def macvlan(mode: str, node: str, tmp: Path, **kw: Any) -> Cni:
+    return Cni("macvlan", "corecni_contrib.macvlan", mode, node, tmp, **kw)
+
+
+# --- lifecycle ----------------------------------------------------------------
+
+def test_two_containers_in_bridge_mode_talk(variant: str, node: str, netns_factory: NsFactory,
+                                            tmp_path: Path) -> None:
+    cni = macvlan(variant, node, tmp_path)
+    conf = {"type": "macvlan", "master": "phys0", "mtu": 1400, "ipam": host_local(tmp_path),
+            "dns": {"nameservers": ["10.72.0.53"]}}
+    ctrs = [netns_factory("ctr"), netns_factory("ctr")]
+    results = [cni.add(conf, ctr, cid=f"c{i}") for i, ctr in enumerate(ctrs)]
+    phys0 = link_info(node, "phys0")["ifindex"]
+    for ctr, result in zip(ctrs, results, strict=True):
+        link = link_info(ctr, "eth0")
+        assert link["linkinfo"]["info_kind"] == "macvlan"
+        assert link["linkinfo"]["info_data"]["mode"] == "bridge"
+        assert link["link_index"] == phys0 and link["mtu"] == 1400
+        assert "UP" in link["flags"]
+        [ip] = result["ips"]
+        assert addrs(ctr, "eth0") == {ip["address"]}
+        assert default_via(ctr) == {"10.72.0.1"}
+        assert result == {
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "mac": link["address"], "sandbox": ctr}],
+            "ips": [{"interface": 0, "address": ip["address"], "gateway": "10.72.0.1"}],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dns": {"nameservers": ["10.72.0.53"]},
+        }
+        cni.check(conf, ctr, cid=f"c{ctrs.index(ctr)}")
+    assert link_names(node) == NODE_LINKS  # nothing left behind in the node
+    other = results[1]["ips"][0]["address"].split("/")[0]
+    assert ping(ctrs[0], other)
+    for i, ctr in enumerate(ctrs):
+        cni.delete(conf, ctr, cid=f"c{i}")
+        cni.delete(conf, ctr, cid=f"c{i}")  # twice: idempotent
+        assert link_names(ctr) == {"lo"}
+    assert reserved(tmp_path / "ipam") == []
+    assert link_names(node) == NODE_LINKS
+
+
+def test_l2_only_with_mac_from_capability_and_args(variant: str, node: str,
+                                                   container_netns: str, tmp_path: Path) -> None:
+    """No ipam: only the link, up; ``mac`` from runtimeConfig beats CNI_ARGS beats config."""
+    cni = macvlan(variant, node, tmp_path)
+    ctr = container_netns
+    conf = {"type": "macvlan", "master": "phys0", "mode": "private", "mac": "02:00:00:00:00:01",
+            "capabilities": {"mac": True}}
+    result = cni.add(conf, ctr, args=(("MAC", "02:00:00:00:00:02"),),
+                     capability_args={"mac": "02:00:00:00:00:03"})
+    assert result == {"cniVersion": "1.0.0", "dns": {}, "interfaces": [
+        {"name": "eth0", "mac": "02:00:00:00:00:03", "sandbox": ctr}]}
+    link = link_info(ctr, "eth0")
+    assert link["address"] == "02:00:00:00:00:03" and "UP" in link["flags"]
+    assert link["linkinfo"]["info_data"]["mode"] == "private"
+    cni.check(conf, ctr)
+    cni.delete(conf, ctr)
+    result = cni.add(conf, ctr, args=(("MAC", "02:00:00:00:00:02"),))
+    assert link_info(ctr, "eth0")["address"] == "02:00:00:00:00:02"
+    cni.delete(conf, ctr)
+    assert link_names(ctr) == {"lo"}
+
+
+def test_default_master_is_the_default_route_link(node: str, container_netns: str,
+                                                  tmp_path: Path) -> None:
+    sh(node, "route", "add", "default", "dev", "phys0")
+    cni = macvlan("in-process", node, tmp_path)
+    conf = {"type": "macvlan", "mode": "vepa", "ipam": host_local(tmp_path)}
+    cni.add(conf, container_netns)
+    link = link_info(container_netns, "eth0")
+    assert link["link_index"] == link_info(node, "phys0")["ifindex"]
+    assert link["linkinfo"]["info_data"]["mode"] == "vepa"
+    cni.check(conf, container_netns)
+    cni.delete(conf, container_netns)
+    assert reserved(tmp_path / "ipam") == []
+
+
+def test_link_in_container(variant: str, node: str, container_netns: str,
+                           tmp_path: Path) -> None:
+    """``linkInContainer``: the master is a device of the container itself."""
+    ctr = container_netns
+    sh(ctr, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
+    sh(ctr, "link", "set", "up0", "up")
+    cni = macvlan(variant, node, tmp_path)
+    conf = {"type": "macvlan", "master": "up0", "linkInContainer": True,
+            "ipam": host_local(tmp_path)}
+    result = cni.add(conf, ctr)
+    link = link_info(ctr, "eth0")
+    assert link["linkinfo"]["info_kind"] == "macvlan"
+    assert link["link"] == "up0"  # the lower device, in the same namespace
+    assert addrs(ctr, "eth0") == {result["ips"][0]["address"]}
+    cni.check(conf, ctr)
+    cni.delete(conf, ctr)
+    assert link_names(ctr) == {"lo", "up0", "up0p"}
+    assert link_names(node) == NODE_LINKS
+
+
+def test_result_equals_go_macvlan(node: str, netns_factory: NsFactory, tmp_path: Path) -> None:
+    """Same config (fixed MAC, static IPAM with its own DNS, config DNS) through Debian's
+    Go macvlan and ours: byte-for-byte the same result."""
+    conf = {"type": "macvlan", "master": "phys0", "mode": "bridge", "mac": "02:00:00:00:aa:01",
+            "dns": {"nameservers": ["192.0.2.53"], "search": ["example"]},
+            "ipam": {"type": "static",
+                     "addresses": [{"address": "10.72.0.10/24", "gateway": "10.72.0.1"}],
+                     "routes": [{"dst": "0.0.0.0/0"}, {"dst": "198.51.100.0/24",
+                                                       "gw": "10.72.0.254"}],
+                     "dns": {"nameservers": ["10.72.0.53"]}}}
+    ctr = netns_factory("ctr")
+    results = {}
+    for impl in ("go", "ours"):
+        cni = macvlan("in-process", node, tmp_path / impl, go=impl == "go")
+        results[impl] = cni.add(conf, ctr)
+        routes = {r["dst"]: r.get("gateway") for r in ip_json(ctr, "route", "show")}
+        assert routes["default"] == "10.72.0.1" and routes["198.51.100.0/24"] == "10.72.0.254"
+        cni.check(conf, ctr)
+        cni.delete(conf, ctr)
+        assert link_names(ctr) == {"lo"}
+    assert results["ours"] == results["go"]
+    l2 = {"type": "macvlan", "master": "phys0", "mac": "02:00:00:00:aa:02"}
+    for impl in ("go", "ours"):
+        cni = macvlan("in-process", node, tmp_path / f"l2{impl}", go=impl == "go")
+        results[impl] = cni.add(l2, ctr)
+        cni.delete(l2, ctr)
+    assert results["ours"] == results["go"]
+
+
+def test_check_detects_drift(variant: str, node: str, container_netns: str,
+                             tmp_path: Path) -> None:
+    ctr = container_netns
+    cni = macvlan(variant, node, tmp_path)
+    conf = {"type": "macvlan", "master": "phys0", "ipam": host_local(tmp_path)}
+    result = cni.add(conf, ctr)
+    address = result["ips"][0]["address"]
+    cni.check(conf, ctr)
+    sh(ctr, "route", "del", "default")
+    with expect_error(999, "0.0.0.0/0", "missing"):
+        cni.check(conf, ctr)
+    sh(ctr, "route", "add", "default", "via", "10.72.0.1", "dev", "eth0")
+    cni.check(conf, ctr)
+    sh(ctr, "addr", "del", address, "dev", "eth0")
+    with expect_error(999, address, "missing"):
+        cni.check(conf, ctr)
+    sh(ctr, "link", "del", "eth0")
+    sh(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+    with expect_error(999, "eth0", "not of type macvlan"):
+        cni.check(conf, ctr)
+    sh(ctr, "link", "del", "eth0")
+    with expect_error(999, "eth0", "not found"):
+        cni.check(conf, ctr)
+    cni.delete(conf, ctr)
+    assert reserved(tmp_path / "ipam") == []
+
+
+# --- DEL is idempotent ----------------------------------------------------------
+
+def test_del_without_add_twice_and_with_netns_gone(variant: str, node: str,
+                                                   netns_factory: NsFactory,
+                                                   tmp_path: Path) -> None:
+    cni = macvlan(variant, node, tmp_path)
+    conf = {"type": "macvlan", "master": "phys0", "ipam": host_local(tmp_path)}
+    ctr = netns_factory("ctr")
+    cni.delete(conf, ctr)  # never added
+    cni.delete(conf, "")  # no netns at all
+    cni.add(conf, ctr)
+    assert len(reserved(tmp_path / "ipam")) == 1
+    subprocess.run(["ip", "netns", "del", ns_name(ctr)], check=True)
+    cni.delete(conf, ctr)  # the container is gone: IPAM is still released
+    cni.delete(conf, ctr)
+    assert reserved(tmp_path / "ipam") == []
+    assert link_names(node) == NODE_LINKS
+
+
+# --- errors leave nothing behind -----------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_errors_are_clear_and_leave_nothing(mode: str, node: str, container_netns: str,
+                                            tmp_path: Path) -> None:
+    ctr = container_netns
+    cni = macvlan(mode, node, tmp_path)
+    ipam = host_local(tmp_path)
+
+    def nothing_left(*in_ctr: str) -> None:
+        assert link_names(ctr) == {"lo", *in_ctr}
+        assert link_names(node) == NODE_LINKS
+        assert reserved(tmp_path / "ipam") == []
+
+    with expect_error(7, '"nope0"', "master"):
+        cni.add({"type": "macvlan", "master": "nope0", "ipam": ipam}, ctr)
+    nothing_left()
+    with expect_error(7, "macvlan mode", "passthrough"):
+        cni.add({"type": "macvlan", "master": "phys0", "mode": "passthrough", "ipam": ipam}, ctr)
+    nothing_left()
+    with expect_error(7, "MTU 9000", "1500"):
+        cni.add({"type": "macvlan", "master": "phys0", "mtu": 9000, "ipam": ipam}, ctr)
+    nothing_left()
+    with expect_error(7, "MAC"):
+        cni.add({"type": "macvlan", "master": "phys0", "mac": "zz:00", "ipam": ipam}, ctr)
+    nothing_left()
+    with expect_error(7, "no default route"):
+        cni.add({"type": "macvlan", "ipam": ipam}, ctr)
+    nothing_left()
+    # the IPAM plugin fails after the link exists: the link goes again
+    with pytest.raises(CNIError):
+        cni.add({"type": "macvlan", "master": "phys0",
+                 "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")}}, ctr)
+    nothing_left()
+    # CNI_IFNAME taken in the container: refused, and the existing link survives the
+    # runtime's rollback DEL (it is not a macvlan)
+    sh(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "xp0")
+    with expect_error(4, "eth0", "already exists"):
+        cni.add({"type": "macvlan", "master": "phys0", "ipam": ipam}, ctr)
+    nothing_left("eth0", "xp0")
+    assert link_info(ctr, "eth0")["linkinfo"]["info_kind"] == "veth"
+
+
+def test_status(variant: str, node: str, tmp_path: Path) -> None:
+    """STATUS is the IPAM plugin's: ready without IPAM, and with a ready IPAM."""
+    macvlan(variant, node, tmp_path).status({"type": "macvlan", "master": "phys0"})
+    if variant == "in-process":
+        cni = macvlan(variant, node, tmp_path, extra={"fixed-ipam": "tests.plugins.fixed_ipam"})
+        cni.status({"type": "macvlan", "master": "phys0", "ipam": {"type": "fixed-ipam"}})
+
+
+def test_launcher_exec_by_hand_speaks_0_4_0(node: str, container_netns: str,
+                                                 tmp_path: Path) -> None:
+    """The exec'd launcher prints exactly what the in-process plugin returns."""
+    conf = {"cniVersion": "0.4.0", "name": "wire", "type": "macvlan", "master": "phys0",
+            "mac": "02:00:00:00:bb:01"}
+    bindir = tmp_path / "bin"
+    install(str(bindir), [LauncherSpec("macvlan", "corecni_contrib.macvlan")])
+    env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "w1",
+           "CNI_NETNS": container_netns, "CNI_IFNAME": "net1", "CNI_PATH": GO_CNI}
+    out = subprocess.run(["ip", "netns", "exec", ns_name(node), str(bindir / "macvlan")],
+                         input=json.dumps(conf).encode(), env=env, capture_output=True,
+                         check=True).stdout
+    assert json.loads(out) == {"cniVersion": "0.4.0", "dns": {}, "interfaces": [
+        {"name": "net1", "mac": "02:00:00:00:bb:01", "sandbox": container_netns}]}
+    subprocess.run(["ip", "netns", "exec", ns_name(node), str(bindir / "macvlan")],
+                   input=json.dumps(conf).encode(), env={**env, "CNI_COMMAND": "DEL"},
+                   check=True, capture_output=True)
+    assert link_names(container_netns) == {"lo"}
