@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import secrets
+import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -228,7 +228,7 @@ CreateLink = Callable[[Batch, str, str | None], object]
 def temp_link_name() -> str:
     """Go's trick: create under a random name and rename inside the container, so the
     final name never has to be free in the node namespace too."""
-    return "cni" + secrets.token_hex(4)
+    return "cni" + os.urandom(4).hex()
 
 
 def default_route_interface(backend: NetBackend, netns: str | None) -> str:
@@ -480,7 +480,7 @@ _VETH_NAME_TRIES = 8
 
 def random_veth_name() -> str:
     """Go's ``ip.RandomVethName``: "veth" and 8 hex digits (4 random bytes)."""
-    return "veth" + secrets.token_hex(4)
+    return "veth" + os.urandom(4).hex()
 
 
 def create_veth(backend: NetBackend, netns: str, ifname: str, *, mtu: int = 0, mac: str = "",

@@ -1,0 +1,173 @@
+"""The bridge plugin's configuration: Go's ``NetConf`` keys, defaults and checks.
+
+Keys and defaults follow Go's bridge plugin (containernetworking/plugins,
+current README): ``bridge`` defaults to ``cni0``, ``isDefaultGateway`` implies
+``isGateway``, ``preserveDefaultVlan`` defaults to false. Everything is read
+once, here; a value of the wrong type or out of range is code 7 naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from corecni.plugin import Request
+from corecni.spec.config import validate_ifname
+from corecni.spec.errors import CNIError
+from corecni.spec.result import DNS
+from corecni_contrib._iface import (
+    cfg_bool,
+    cfg_dns,
+    cfg_error,
+    cfg_int,
+    cfg_ipam_type,
+    cfg_mac,
+    cfg_str,
+)
+from corecni_contrib._masq import BACKENDS
+
+DEFAULT_BRIDGE = "cni0"
+MAX_VLAN = 4094
+MAX_MTU = 65535
+
+
+def _vlan_trunk(raw: Mapping[str, Any]) -> tuple[int, ...]:
+    """Go's ``collectVlanTrunk``: single ``id``s and ``minID``..``maxID`` ranges, sorted."""
+    items = raw.get("vlanTrunk")
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise cfg_error("'vlanTrunk' must be a list", repr(items)[:200])
+    vids: set[int] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            raise cfg_error("'vlanTrunk' entries must be objects", repr(item)[:200])
+        low = _trunk_id(item, "minID")
+        high = _trunk_id(item, "maxID")
+        if low is not None and high is not None:
+            if high < low:
+                raise cfg_error("minID is greater than maxID in trunk parameter")
+            vids.update(range(low, high + 1))
+        elif low is None and high is not None:
+            raise cfg_error("minID and maxID should be configured simultaneously, "
+                            "minID is missing")
+        elif low is not None:
+            raise cfg_error("minID and maxID should be configured simultaneously, "
+                            "maxID is missing")
+        single = _trunk_id(item, "id")
+        if single is not None:
+            vids.add(single)
+    return tuple(sorted(vids))
+
+
+def _trunk_id(item: Mapping[str, Any], key: str) -> int | None:
+    if item.get(key) is None:
+        return None
+    value = cfg_int(item, key)
+    if not 0 < value <= MAX_VLAN:
+        raise cfg_error(f"incorrect trunk {key} parameter", f"{value} is not in 1..{MAX_VLAN}")
+    return value
+
+
+def _requested_mac(request: Request) -> str:
+    """Go's precedence: CNI_ARGS ``MAC`` < ``args.cni.mac`` < ``runtimeConfig.mac``."""
+    raw = request.config.raw
+    mac = dict(request.args).get("MAC", "")
+    args = raw.get("args")
+    if isinstance(args, dict) and isinstance(args.get("cni"), dict):
+        mac = cfg_str(args["cni"], "mac") or mac
+    mac = cfg_str(request.config.runtime_config, "mac") or mac
+    return cfg_mac(mac, "MAC address") if mac else ""
+
+
+@attrs.frozen
+class BridgeConf:
+    network: str
+    bridge: str = DEFAULT_BRIDGE
+    is_gateway: bool = False
+    is_default_gateway: bool = False
+    force_address: bool = False
+    ip_masq: bool = False
+    ip_masq_backend: str | None = None
+    mtu: int = 0
+    hairpin_mode: bool = False
+    promisc_mode: bool = False
+    vlan: int = 0
+    vlan_trunk: tuple[int, ...] = ()
+    vlan_trunk_set: bool = False  # Go enables VLAN filtering for any vlanTrunk, even []
+    preserve_default_vlan: bool = False
+    mac_spoof_check: bool = False
+    enable_dad: bool = False
+    disable_container_interface: bool = False
+    port_isolation: bool = False
+    ipam_type: str = ""
+    dns: DNS = attrs.Factory(DNS)
+    mac: str = ""
+
+    @property
+    def layer3(self) -> bool:
+        """Go's ``isLayer3``: an IPAM type is configured."""
+        return bool(self.ipam_type)
+
+    @property
+    def vlan_filtering(self) -> bool:
+        return self.vlan != 0 or self.vlan_trunk_set
+
+    @property
+    def tags_port(self) -> bool:
+        return self.vlan != 0 or bool(self.vlan_trunk)
+
+    @classmethod
+    def from_request(cls, request: Request) -> BridgeConf:
+        raw = request.config.raw
+        bridge = cfg_str(raw, "bridge") or DEFAULT_BRIDGE
+        try:
+            validate_ifname(bridge)
+        except CNIError as exc:
+            raise cfg_error(f"invalid bridge name {bridge!r}", exc.msg) from None
+        vlan = cfg_int(raw, "vlan")
+        if not 0 <= vlan <= MAX_VLAN:
+            raise cfg_error(f"invalid VLAN ID {vlan} (must be between 0 and {MAX_VLAN})")
+        mtu = cfg_int(raw, "mtu")
+        if not 0 <= mtu <= MAX_MTU:
+            raise cfg_error(f"invalid MTU {mtu}", f"must be 0 (kernel default) to {MAX_MTU}")
+        backend = raw.get("ipMasqBackend")
+        if backend is not None and backend not in BACKENDS:
+            raise cfg_error(f"unknown ipmasq backend {backend!r}",
+                            f"expected one of {', '.join(BACKENDS)}")
+        default_gw = cfg_bool(raw, "isDefaultGateway")
+        return cls(
+            network=request.config.name,
+            bridge=bridge,
+            is_gateway=cfg_bool(raw, "isGateway") or default_gw,
+            is_default_gateway=default_gw,
+            force_address=cfg_bool(raw, "forceAddress"),
+            ip_masq=cfg_bool(raw, "ipMasq"),
+            ip_masq_backend=backend,
+            mtu=mtu,
+            hairpin_mode=cfg_bool(raw, "hairpinMode"),
+            promisc_mode=cfg_bool(raw, "promiscMode"),
+            vlan=vlan,
+            vlan_trunk=_vlan_trunk(raw),
+            vlan_trunk_set=raw.get("vlanTrunk") is not None,
+            preserve_default_vlan=cfg_bool(raw, "preserveDefaultVlan"),
+            mac_spoof_check=cfg_bool(raw, "macspoofchk"),
+            enable_dad=cfg_bool(raw, "enabledad"),
+            disable_container_interface=cfg_bool(raw, "disableContainerInterface"),
+            port_isolation=cfg_bool(raw, "portIsolation"),
+            ipam_type=cfg_ipam_type(raw),
+            dns=cfg_dns(raw),
+            mac=_requested_mac(request),
+        )
+
+    def check_for_add(self) -> None:
+        """The combinations Go refuses at ADD (DEL and CHECK still accept them)."""
+        if self.layer3 and self.disable_container_interface:
+            raise cfg_error("cannot use IPAM when DisableContainerInterface flag is set")
+        if self.hairpin_mode and self.promisc_mode:
+            raise cfg_error("cannot set hairpin mode and promiscuous mode at the same time")
+        if self.vlan and self.is_gateway and len(f"{self.bridge}.{self.vlan}") > 15:
+            raise cfg_error(f"bridge name {self.bridge!r} is too long for the VLAN gateway "
+                            f"interface {self.bridge}.{self.vlan}")
