@@ -15,10 +15,10 @@ Two backends, selected by ``ipMasqBackend`` as in Go:
   one table. Rule comments name network, container and interface, so GC can
   find a network's chains.
 * ``iptables`` (the default, as in Go): Go's exact layout (chain
-  ``CNI-<hash(network+containerID)>``, comment ``name: "net" id: "cid"``, an
-  ACCEPT for the own subnet, MASQUERADE for non-multicast, a POSTROUTING jump
-  per address), so Go's bridge/ptp DEL removes our rules and ours removes Go's. iptables cannot delete "if present",
-  so each address family costs one ``*-save`` read plus one ``*-restore
+  ``CNI-<hash(network+containerID)>``, comment ``name: "net" id: "cid"``, an ACCEPT for
+  the own subnet, MASQUERADE for non-multicast, a POSTROUTING jump per address), so Go's
+  bridge/ptp DEL removes our rules and ours removes Go's. iptables cannot delete "if
+  present", so each address family costs one ``*-save`` read plus one ``*-restore
   --noflush`` write.
 
 Tools are exec'd, never imported: ``subprocess`` is loaded only when masquerade
