@@ -159,3 +159,29 @@ def test_macvlan_static_under_go_libcni(gocni: str, go_plugins: str, netns_facto
     for i, ctr in enumerate(ctrs):
         delete_all(gocni, cni_path, node, [ctr], tmp_path / str(i))
         assert {link["ifname"] for link in ip_json(ctr, "link", "show")} == {"lo"}
+
+
+def test_host_device_under_go_libcni(gocni: str, go_plugins: str, netns_factory: Any,
+                                     tmp_path: Path) -> None:
+    """A node device moves into the container as eth0 and comes back on DEL."""
+    cni_path = install(tmp_path / "bin", ["host-device", "static"])
+    node, ctr = netns_factory("node"), netns_factory("ctr")
+    n = ns_name(node)
+    subprocess.run(["ip", "-n", n, "link", "add", "phys0", "type", "veth", "peer", "name",
+                    "phys0p"], check=True)
+    subprocess.run(["ip", "-n", n, "addr", "add", "10.73.0.1/24", "dev", "phys0p"], check=True)
+    subprocess.run(["ip", "-n", n, "link", "set", "phys0p", "up"], check=True)
+    mac = ip_json(node, "link", "show", "phys0")[0]["address"]
+    conf = {"cniVersion": "1.0.0", "name": "gohd", "plugins": [
+        {"type": "host-device", "device": "phys0",
+         "ipam": {"type": "static", "addresses": [{"address": "10.73.0.10/24"}]}}]}
+    [result] = lifecycle(gocni, cni_path, node, [ctr], conf, tmp_path)
+    assert result["interfaces"][0]["name"] == "eth0"
+    assert ip_json(ctr, "link", "show", "eth0")[0]["address"] == mac
+    assert global_addrs(ctr, "eth0") == {"10.73.0.10/24"}
+    assert "phys0" not in {link["ifname"] for link in ip_json(node, "link", "show")}
+    assert ping(ctr, "10.73.0.1")
+    delete_all(gocni, cni_path, node, [ctr], tmp_path)
+    assert {link["ifname"] for link in ip_json(ctr, "link", "show")} == {"lo"}
+    back = ip_json(node, "link", "show", "phys0")[0]
+    assert back["address"] == mac
