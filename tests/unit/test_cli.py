@@ -106,3 +106,26 @@ def test_doctor_names_the_backend(setup: dict[str, str]) -> None:
         out = corecni("doctor", env={**setup, "CORECNI_NET_BACKEND": "auto"})
         assert "net backend: native" in out.stdout
         assert "native module: corecni-native" in out.stdout
+
+
+def test_install_writes_a_launcher_per_plugin(setup: dict[str, str], tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    types = sorted(ep.name for ep in entry_points(group="corecni.plugins"))
+    assert "host-local" in types  # corecni-contrib is installed in the test venv
+    bindir = tmp_path / "opt-cni-bin"
+    bindir.mkdir()
+    (bindir / "bridge").write_bytes(b"\x7fELF not ours")
+    out = corecni("install", "--dir", str(bindir), env=setup)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(": ", 1) for line in out.stdout.splitlines())
+    assert lines["host-local"] == "installed"
+    assert lines["bridge"].startswith("skipped")
+    assert (bindir / "bridge").read_bytes() == b"\x7fELF not ours"
+    assert launcher.read_marker(str(bindir / "host-local")) is not None
+    again = corecni("install", "--dir", str(bindir), "--force", env=setup)
+    lines = dict(line.split(": ", 1) for line in again.stdout.splitlines())
+    assert lines["host-local"] == "updated" and lines["bridge"] == "updated"
+    version = subprocess.run([str(bindir / "host-local")], env={"CNI_COMMAND": "VERSION"},
+                             capture_output=True, check=True)
+    assert json.loads(version.stdout)["supportedVersions"][-1] == "1.1.0"
