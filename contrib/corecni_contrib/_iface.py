@@ -13,7 +13,7 @@ import errno
 import ipaddress
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -25,6 +25,7 @@ from corecni.plugin import Request
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Interface, IPConfig, Result
 from corecni.spec.version import CURRENT
+from corecni_contrib import _config_keys
 
 
 def net_failure(what: str, exc: NetError) -> CNIError:
@@ -147,60 +148,40 @@ def prev_interface(request: Request) -> int | None:
 
 
 # ---------------------------------------------------------------------------
-# Plugin config keys read the way Go's json.Unmarshal reads them: an absent or
-# null key is the zero value, a key of the wrong JSON type is a config error.
+# Plugin config keys read the way Go's json.Unmarshal reads them (the rule is
+# ``_config_keys``'): an absent or null key is the zero value, a key of the
+# wrong JSON type is a config error naming the key, quoted.
 # (Added with macvlan/ipvlan/vlan/host-device.)
 # ---------------------------------------------------------------------------
 
-
-def cfg_error(msg: str, details: str = "") -> CNIError:
-    """Code 7: the network configuration cannot be served as written."""
-    return CNIError(ErrorCode.INVALID_NETWORK_CONFIG, msg, details)
+#: Code 7: the network configuration cannot be served as written.
+cfg_error = _config_keys.config_error
 
 
 def cfg_str(raw: Mapping[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise cfg_error(f"{key!r} must be a string", repr(value)[:200])
-    return value
+    return _config_keys.optional(raw, key, str, "", repr(key))
 
 
 def cfg_int(raw: Mapping[str, Any], key: str) -> int:
-    value = raw.get(key)
-    if value is None:
-        return 0
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise cfg_error(f"{key!r} must be an integer", repr(value)[:200])
-    return value
+    return _config_keys.optional(raw, key, int, 0, repr(key))
 
 
 def cfg_bool(raw: Mapping[str, Any], key: str) -> bool:
-    value = raw.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise cfg_error(f"{key!r} must be a boolean", repr(value)[:200])
-    return value
+    return _config_keys.optional(raw, key, bool, False, repr(key))
+
+
+def cfg_list(raw: Mapping[str, Any], key: str) -> list[Any]:
+    return _config_keys.optional(raw, key, list, [], repr(key))
 
 
 def cfg_dns(raw: Mapping[str, Any]) -> DNS:
     """The config's own ``dns`` key: what Go's interface plugins put in their result."""
-    try:
-        return DNS.from_dict(raw.get("dns"))
-    except CNIError as exc:
-        raise cfg_error(f"invalid 'dns': {exc.msg}", exc.details) from None
+    return _config_keys.parse_dns(raw.get("dns"), "'dns'")
 
 
 def cfg_ipam_type(raw: Mapping[str, Any]) -> str:
     """``ipam.type``, "" when there is no IPAM (Go's ``n.IPAM.Type == ""``)."""
-    ipam = raw.get("ipam")
-    if ipam is None:
-        return ""
-    if not isinstance(ipam, dict):
-        raise cfg_error("'ipam' must be a JSON object", repr(ipam)[:200])
-    return cfg_str(ipam, "type")
+    return cfg_str(_config_keys.optional(raw, "ipam", dict, {}, "'ipam'"), "type")
 
 
 def cfg_mac(value: str, what: str) -> str:
@@ -415,12 +396,18 @@ def delete_container_link(backend: NetBackend, request: Request, kind: str) -> N
     is gone - DEL may come twice, without an ADD, or after the container died. A link
     of another kind under that name is not ours (e.g. it made our ADD fail) and stays.
     """
+    _delete_if_ours(backend, request, lambda link: link.kind == kind)
+
+
+def _delete_if_ours(backend: NetBackend, request: Request, ours: Callable[[Link], bool]) -> None:
+    """DEL's kernel half: delete CNI_IFNAME from the container when ``ours(link)``.
+    No netns, a netns that is gone, a link that is gone: nothing to do."""
     netns, ifname = request.netns, request.ifname
     if not netns or netns_gone(netns):
         return
     try:
         link = backend.link(ifname, netns)
-        if link is None or link.kind != kind:
+        if link is None or not ours(link):
             return
         backend.batch(netns).del_link(ifname, missing_ok=True).commit()
     except NetError as exc:
@@ -476,6 +463,25 @@ def ipam_status(request: Request) -> None:
 # ---------------------------------------------------------------------------
 
 _VETH_NAME_TRIES = 8
+MAX_VETH_MTU = 65535
+
+
+def cfg_veth_mtu(raw: Mapping[str, Any]) -> int:
+    """``mtu`` of bridge and ptp: 0 (kernel default) up to 65535."""
+    mtu = cfg_int(raw, "mtu")
+    if not 0 <= mtu <= MAX_VETH_MTU:
+        raise cfg_error(f"invalid MTU {mtu}", f"must be 0 (kernel default) to {MAX_VETH_MTU}")
+    return mtu
+
+
+def cfg_masq_backend(raw: Mapping[str, Any], backends: Sequence[str]) -> str | None:
+    """``ipMasqBackend`` of bridge and ptp: absent (``None``: the default) or one of
+    ``backends`` (``_masq.BACKENDS``, passed in: ``_iface`` does not import ``_masq``)."""
+    backend = raw.get("ipMasqBackend")
+    if backend is not None and backend not in backends:
+        raise cfg_error(f"unknown ipmasq backend {backend!r}",
+                        f"expected one of {', '.join(backends)}")
+    return backend
 
 
 def random_veth_name() -> str:
@@ -568,19 +574,9 @@ def delete_own_veth(backend: NetBackend, request: Request) -> None:
     the runtime rolls back with DEL. No netns, a netns that is gone, a link that
     is gone: nothing to do, not an error (DEL may come twice or without an ADD).
     """
-    netns, ifname = request.netns, request.ifname
-    if not netns or netns_gone(netns):
-        return
-    try:
-        link = backend.link(ifname, netns)
-        if link is None or link.kind != "veth":
-            return
-        peer = next((n for n in backend.links(None) if n.index == link.peer_index
-                     and n.kind == "veth" and n.peer_index == link.index), None)
-        if peer is None:
-            return
-        backend.batch(netns).del_link(ifname, missing_ok=True).commit()
-    except NetError as exc:
-        if exc.errno == errno.ENOENT:  # the namespace went away meanwhile
-            return
-        raise net_failure(f"delete {ifname} in {netns}", exc) from None
+    def ours(link: Link) -> bool:
+        return link.kind == "veth" and any(
+            n.index == link.peer_index and n.kind == "veth" and n.peer_index == link.index
+            for n in backend.links(None))
+
+    _delete_if_ours(backend, request, ours)

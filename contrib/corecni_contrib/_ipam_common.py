@@ -20,47 +20,32 @@ import attrs
 
 from corecni.plugin import Request
 from corecni.spec import version as versions
-from corecni.spec.errors import CNIError, ErrorCode
+from corecni.spec.errors import CNIError
 from corecni.spec.result import DNS, Route
+from corecni_contrib import _config_keys
+from corecni_contrib._config_keys import config_error as config_error
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
-def config_error(msg: str, details: str = "") -> CNIError:
-    """Code 7: the configuration (or what the runtime asked for) cannot be served."""
-    return CNIError(ErrorCode.INVALID_NETWORK_CONFIG, msg, details)
-
-
 def ipam_section(request: Request) -> Mapping[str, Any]:
     """The ``ipam`` object; Go's plugins refuse a config without one."""
-    ipam = request.config.raw.get("ipam")
-    if ipam is None:
+    raw = request.config.raw
+    if raw.get("ipam") is None:
         raise config_error("IPAM config missing 'ipam' key")
-    if not isinstance(ipam, dict):
-        raise config_error("'ipam' must be a JSON object", repr(ipam)[:200])
-    return ipam
+    return _config_keys.optional(raw, "ipam", dict, {}, "'ipam'")
 
 
 def opt_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     """An optional string key ("" when absent or null)."""
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise config_error(f"{where}.{key} must be a string", repr(value)[:200])
-    return value
+    return _config_keys.optional(obj, key, str, "", f"{where}.{key}")
 
 
 def opt_list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
     """An optional list key ([] when absent or null)."""
-    value = obj.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise config_error(f"{where}.{key} must be a list", repr(value)[:200])
-    return value
+    return _config_keys.optional(obj, key, list, [], f"{where}.{key}")
 
 
 def canonical_ip(ip: IPAddress) -> IPAddress:
@@ -117,10 +102,7 @@ def parse_routes(ipam: Mapping[str, Any], where: str = "ipam") -> tuple[Route, .
 
 
 def parse_dns(value: Any, where: str = "ipam.dns") -> DNS:
-    try:
-        return DNS.from_dict(value)
-    except CNIError as exc:
-        raise config_error(f"invalid {where}: {exc.msg}", exc.details) from None
+    return _config_keys.parse_dns(value, where)
 
 
 def cni_arg(request: Request, key: str) -> str:
@@ -146,11 +128,7 @@ def _str_list(value: Any, where: str) -> list[str]:
 
 def args_cni_ips(request: Request) -> list[str]:
     """``args.cni.ips`` (CONVENTIONS.md "args in network config")."""
-    cni = request.config.args.get("cni")
-    if cni is None:
-        return []
-    if not isinstance(cni, dict):
-        raise config_error("args.cni must be a JSON object", repr(cni)[:200])
+    cni = _config_keys.optional(request.config.args, "cni", dict, {}, "args.cni")
     return _str_list(cni.get("ips"), "args.cni.ips")
 
 

@@ -28,6 +28,7 @@ from corecni.net import Batch, Link, NetBackend, get_backend
 from corecni.plugin import Request
 from corecni.spec.result import DNS, Result
 from corecni_contrib import _iface as common
+from corecni_contrib import _link_plugin
 
 KIND = "ipvlan"
 MODES = ("l2", "l3", "l3s")
@@ -45,7 +46,7 @@ def _check_mtu(_: object, __: attrs.Attribute[int], value: int) -> None:
 
 
 @attrs.frozen
-class IpvlanConfig:
+class IpvlanConfig(_link_plugin.LowerLinkConfig):
     """The plugin's view of its config; invalid values fail with code 7 on creation."""
 
     master: str = ""
@@ -59,13 +60,7 @@ class IpvlanConfig:
     def from_request(cls, request: Request) -> IpvlanConfig:
         raw = request.config.raw
         return cls(master=common.cfg_str(raw, "master"),
-                   mode=common.cfg_str(raw, "mode") or "l2",
-                   mtu=common.cfg_int(raw, "mtu"),
-                   link_in_container=common.cfg_bool(raw, "linkInContainer"),
-                   ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
-
-    def master_netns(self, request: Request) -> str | None:
-        return request.netns if self.link_in_container else None
+                   mode=common.cfg_str(raw, "mode") or "l2", **_link_plugin.link_keys(raw))
 
     def creator(self, master: str) -> common.CreateLink:
         def create(batch: Batch, name: str, netns: str | None) -> object:
@@ -124,11 +119,7 @@ def cni_check(request: Request) -> None:
     backend = get_backend()
     if conf.master:
         _master(backend, request, conf)
-    if conf.ipam_type:
-        request.ipam_check()
-    prev, iface = common.prev_container_interface(request)
-    common.check_container_link(backend, request, iface, KIND)
-    common.check_iface(backend, request.netns, request.ifname, prev)
+    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type)
 
 
 @hookimpl

@@ -29,6 +29,7 @@ from corecni.net import Batch, Link, NetBackend, get_backend
 from corecni.plugin import Request
 from corecni.spec.result import DNS, Result
 from corecni_contrib import _iface as common
+from corecni_contrib import _link_plugin
 
 KIND = "macvlan"
 MODES = ("bridge", "private", "vepa", "passthru")
@@ -45,7 +46,7 @@ def _normal_mac(value: str) -> str:
 
 
 @attrs.frozen
-class MacvlanConfig:
+class MacvlanConfig(_link_plugin.LowerLinkConfig):
     """The plugin's view of its config; invalid values fail with code 7 on creation."""
 
     master: str = ""
@@ -62,13 +63,8 @@ class MacvlanConfig:
         mac = request.args_dict.get("MAC") or common.cfg_str(raw, "mac")
         mac = common.cfg_str(request.config.runtime_config, "mac") or mac
         return cls(master=common.cfg_str(raw, "master"),
-                   mode=common.cfg_str(raw, "mode") or "bridge",
-                   mtu=common.cfg_int(raw, "mtu"), mac=mac,
-                   link_in_container=common.cfg_bool(raw, "linkInContainer"),
-                   ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
-
-    def master_netns(self, request: Request) -> str | None:
-        return request.netns if self.link_in_container else None
+                   mode=common.cfg_str(raw, "mode") or "bridge", mac=mac,
+                   **_link_plugin.link_keys(raw))
 
     def creator(self, master: str) -> common.CreateLink:
         def create(batch: Batch, name: str, netns: str | None) -> object:
@@ -114,11 +110,7 @@ def cni_check(request: Request) -> None:
     conf = MacvlanConfig.from_request(request)
     backend = get_backend()
     _master(backend, request, conf)
-    if conf.ipam_type:
-        request.ipam_check()
-    prev, iface = common.prev_container_interface(request)
-    common.check_container_link(backend, request, iface, KIND)
-    common.check_iface(backend, request.netns, request.ifname, prev)
+    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type)
 
 
 @hookimpl

@@ -32,8 +32,9 @@ from corecni_contrib._iface import (
     cfg_bool,
     cfg_dns,
     cfg_error,
-    cfg_int,
     cfg_ipam_type,
+    cfg_masq_backend,
+    cfg_veth_mtu,
     check_container_link,
     check_iface,
     create_veth,
@@ -54,7 +55,6 @@ from corecni_contrib._iface import (
 HOST_INDEX, CONTAINER_INDEX = 0, 1  # Go's result: host veth, container interface
 FORWARDING = {4: "ipv4/ip_forward", 6: "ipv6/conf/all/forwarding"}
 RT_SCOPE_LINK, RT_SCOPE_HOST = 253, 254
-MAX_MTU = 65535
 
 
 @attrs.frozen
@@ -71,13 +71,8 @@ class PtpConf:
     @classmethod
     def from_request(cls, request: Request) -> PtpConf:
         raw = request.config.raw
-        mtu = cfg_int(raw, "mtu")
-        if not 0 <= mtu <= MAX_MTU:
-            raise cfg_error(f"invalid MTU {mtu}", f"must be 0 (kernel default) to {MAX_MTU}")
-        backend = raw.get("ipMasqBackend")
-        if backend is not None and backend not in _masq.BACKENDS:
-            raise cfg_error(f"unknown ipmasq backend {backend!r}",
-                            f"expected one of {', '.join(_masq.BACKENDS)}")
+        mtu = cfg_veth_mtu(raw)
+        backend = cfg_masq_backend(raw, _masq.BACKENDS)
         return cls(network=request.config.name, ip_masq=cfg_bool(raw, "ipMasq"),
                    ip_masq_backend=backend, mtu=mtu, ipam_type=cfg_ipam_type(raw),
                    dns=cfg_dns(raw))

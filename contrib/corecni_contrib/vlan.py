@@ -22,9 +22,9 @@ import attrs
 from corecni.hookspecs import hookimpl
 from corecni.net import Batch, Link, NetBackend, get_backend
 from corecni.plugin import Request
-from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Result
 from corecni_contrib import _iface as common
+from corecni_contrib import _link_plugin
 
 KIND = "vlan"
 VLAN_ID_MAX = 4094
@@ -43,7 +43,7 @@ def _check_vlan_id(_: object, __: attrs.Attribute[int], value: int) -> None:
 
 
 @attrs.frozen
-class VlanConfig:
+class VlanConfig(_link_plugin.LowerLinkConfig):
     """The plugin's view of its config; invalid values fail with code 7 on creation."""
 
     master: str = attrs.field(validator=_check_master)
@@ -57,12 +57,7 @@ class VlanConfig:
     def from_request(cls, request: Request) -> VlanConfig:
         raw = request.config.raw
         return cls(master=common.cfg_str(raw, "master"), vlan_id=common.cfg_int(raw, "vlanId"),
-                   mtu=common.cfg_int(raw, "mtu"),
-                   link_in_container=common.cfg_bool(raw, "linkInContainer"),
-                   ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
-
-    def master_netns(self, request: Request) -> str | None:
-        return request.netns if self.link_in_container else None
+                   **_link_plugin.link_keys(raw))
 
     def creator(self, master: str) -> common.CreateLink:
         def create(batch: Batch, name: str, netns: str | None) -> object:
@@ -103,14 +98,7 @@ def cni_check(request: Request) -> None:
     conf = VlanConfig.from_request(request)
     backend = get_backend()
     _master(backend, request, conf)
-    if conf.ipam_type:
-        request.ipam_check()
-    prev, iface = common.prev_container_interface(request)
-    link = common.check_container_link(backend, request, iface, KIND)
-    if conf.mtu and link.mtu != conf.mtu:
-        raise CNIError(ErrorCode.INTERNAL, f"configured MTU of {iface.name} is {conf.mtu}, "
-                       f"current value is {link.mtu}")
-    common.check_iface(backend, request.netns, request.ifname, prev)
+    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mtu=conf.mtu)
 
 
 @hookimpl

@@ -16,181 +16,65 @@ import json
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from corecni_contrib.bridge.config import BridgeConf
 
-from corecni import launcher, netns
-from corecni.net import ENV_VAR, available_backends
+from corecni import netns
 from corecni.plugin import Attachment, Request
-from corecni.registry import Registry
-from corecni.runtime import CNIRuntime
-from corecni.spec.config import NetworkConfigList, PluginConfig, RuntimeConf
+from corecni.spec.config import NetworkConfigList, PluginConfig
 from corecni.spec.errors import CNIError
-from corecni.testing import ip_json, ns_name, ping
+from corecni.testing import ns_name, ping
+from tests.integration import _harness
+from tests.integration._harness import (
+    GO_PLUGINS,
+    Cni,
+    NsFactory,
+    addrs,
+    check_error,
+    conflist,
+    eventually,
+    host_local,
+    install_launcher,
+    ips_of,
+    link_info,
+    link_names,
+    masq_chains,
+    net_backend,
+    nft,
+    node_cni_fixtures,
+    root_namespace_untouched,
+    routes,
+    sh,
+    sysctl,
+    with_host_local,
+)
+
+__all__ = ["net_backend", "root_namespace_untouched"]  # shared fixtures
 
 pytestmark = pytest.mark.root
 
-GO_PLUGINS = "/usr/lib/cni"
 BRIDGE = "cnitest0"
-NsFactory = Callable[..., str]
 
 
-# --- harness -------------------------------------------------------------------------
+# --- harness (the shared one in _harness, set up for bridge) ----------------------------
 
-@attrs.define
-class Cni:
-    """A runtime bound to a node namespace: every call runs with the thread inside it."""
-
-    runtime: CNIRuntime
-    node: str
-
-    def add(self, conf: dict[str, Any], ctr: str, cid: str, ifname: str = "eth0") -> dict[str, Any]:
-        with netns.entered(self.node):
-            result = self.runtime.add_network_list(NetworkConfigList.from_dict(conf),
-                                                   RuntimeConf(cid, ifname, ctr))
-        return result.to_dict()
-
-    def check(self, conf: dict[str, Any], ctr: str, cid: str, ifname: str = "eth0") -> None:
-        with netns.entered(self.node):
-            self.runtime.check_network_list(NetworkConfigList.from_dict(conf),
-                                            RuntimeConf(cid, ifname, ctr))
-
-    def delete(self, conf: dict[str, Any], ctr: str, cid: str, ifname: str = "eth0") -> None:
-        with netns.entered(self.node):
-            self.runtime.del_network_list(NetworkConfigList.from_dict(conf),
-                                          RuntimeConf(cid, ifname, ctr))
-
-
-def in_process_runtime(tmp: Path, *, rollback: bool = True) -> CNIRuntime:
-    registry = Registry(path=(GO_PLUGINS,), entry_points=False)
-    registry.register("bridge", "corecni_contrib.bridge")
-    registry.register("host-local", "corecni_contrib.host_local.plugin")
-    return CNIRuntime(path=(GO_PLUGINS,), cache_dir=str(tmp / "cache"), registry=registry,
-                      rollback=rollback)
-
-
-def exec_runtime(tmp: Path, *, rollback: bool = True) -> CNIRuntime:
-    """Our bridge through its launcher; IPAM is Go's host-local, exec'd by our bridge."""
-    bindir = str(tmp / "bin")
-    launcher.install(bindir, [launcher.LauncherSpec("bridge", "corecni_contrib.bridge")])
-    path = (bindir, GO_PLUGINS)
-    return CNIRuntime(path=path, cache_dir=str(tmp / "cache"), rollback=rollback,
-                      registry=Registry(path=path, entry_points=False, in_process=False))
-
-
-@pytest.fixture(params=available_backends())
-def net_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The backend for in-process calls and, through the environment, exec'd plugins."""
-    monkeypatch.setenv(ENV_VAR, str(request.param))
-    return str(request.param)
-
-
-@pytest.fixture
-def cni(net_backend: str, node_netns: str, tmp_path: Path) -> Cni:
-    return Cni(in_process_runtime(tmp_path), node_netns)
-
-
-@pytest.fixture
-def bare_cni(net_backend: str, node_netns: str, tmp_path: Path) -> Cni:
-    """No rollback: a failed ADD is not followed by the runtime's DEL."""
-    return Cni(in_process_runtime(tmp_path, rollback=False), node_netns)
-
-
-def _root_state() -> dict[str, Any]:
-    links = {link["ifname"] for link in ip_json(None, "link", "show")}
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
-                            check=False).stdout
-    with open("/proc/sys/net/ipv4/ip_forward") as fh:
-        forward = fh.read()
-    return {"links": links, "nft": tables, "forward": forward}
-
-
-@pytest.fixture(autouse=True)
-def _root_namespace_untouched() -> Iterator[None]:
-    """No test may change the machine's own namespace, nor leave the thread elsewhere."""
-    before, inode = _root_state(), netns.current_inode()
-    yield
-    assert netns.current_inode() == inode
-    assert _root_state() == before
+cni, bare_cni = node_cni_fixtures("bridge")
 
 
 def conf(tmp: Path, name: str = "brnet", **plugin: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": True,
-        "ipam": {"type": "host-local", "dataDir": str(tmp / "ipam"),
-                 "ranges": [[{"subnet": "10.91.0.0/24"}], [{"subnet": "fd91::/64"}]],
-                 "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}
-    base.update(plugin)
-    return {"cniVersion": "1.0.0", "name": name, "plugins": [base]}
+    return conflist({"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": True,
+                     "ipam": host_local(tmp, "10.91.0.0/24", "fd91::/64"), **plugin}, name)
 
 
-# --- kernel reads (independent of the backend under test) -----------------------------
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """The kernel destroys a deleted namespace's links asynchronously (cleanup_net)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def link(ns: str, name: str) -> dict[str, Any]:
-    [item] = ip_json(ns, "-d", "link", "show", "dev", name)
-    return dict(item)
-
-
-def link_names(ns: str) -> set[str]:
-    return {str(item["ifname"]) for item in ip_json(ns, "link", "show")}
-
-
-def addrs(ns: str, name: str) -> set[str]:
-    items: list[dict[str, Any]] = [dict(i) for i in ip_json(ns, "addr", "show", "dev", name)]
-    return {f"{a['local']}/{a['prefixlen']}" for item in items for a in item["addr_info"]
-            if a.get("scope") == "global"}
-
-
-def routes(ns: str, family: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in ip_json(ns, family, "route", "show")]
-
-
-def sysctl(ns: str, key: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns_name(ns), "cat", f"/proc/sys/net/{key}"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
-def nft(ns: str, *args: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns_name(ns), "nft", *args],
-                          capture_output=True, text=True, check=False).stdout
-
-
-def masq_chains(ns: str) -> list[str]:
-    """Per-attachment masquerade chains, whichever backend wrote them (iptables-nft's
-    rules show up in nft too; its v4 and v6 chains share one name)."""
-    return sorted(set(re.findall(r"chain (CNI-[0-9a-f]+)", nft(ns, "list", "ruleset"))))
-
-
-def leases(tmp: Path, network: str = "brnet") -> list[str]:
-    d = tmp / "ipam" / network
-    if not d.exists():
-        return []
-    return sorted(f.name for f in d.iterdir()
-                  if f.name != "lock" and not f.name.startswith("last_reserved_ip"))
+def leases(tmp: Path) -> list[str]:
+    return _harness.leases(tmp, "brnet")
 
 
 def host_of(result: dict[str, Any]) -> str:
     return str(result["interfaces"][1]["name"])
-
-
-def ips_of(result: dict[str, Any]) -> list[str]:
-    return [str(ip["address"]).split("/")[0] for ip in result["ips"]]
 
 
 # --- the main lifecycle -------------------------------------------------------------
@@ -200,8 +84,7 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
                                    tmp_path: Path) -> None:
     node = netns_factory("node")
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
-    runtime = in_process_runtime(tmp_path) if mode == "in-process" else exec_runtime(tmp_path)
-    cni = Cni(runtime, node)
+    cni = Cni(with_host_local("bridge", mode, tmp_path), node)
     cfg = conf(tmp_path, hairpinMode=True, mtu=1400, isDefaultGateway=True)
     results = [cni.add(cfg, ctr, f"c{i}") for i, ctr in enumerate(ctrs)]
 
@@ -216,7 +99,7 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
         assert [ip["gateway"] for ip in result["ips"]] == ["10.91.0.1", "fd91::1"]
         assert {"dst": "0.0.0.0/0"} in result["routes"]
         # kernel: container side
-        eth0 = link(ctr, "eth0")
+        eth0 = link_info(ctr, "eth0")
         assert eth0["mtu"] == 1400 and "UP" in eth0["flags"]
         assert eth0["address"] == result["interfaces"][2]["mac"]
         assert eth0["linkinfo"]["info_kind"] == "veth"
@@ -225,13 +108,13 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
         assert [r["gateway"] for r in routes(ctr, "-6") if r["dst"] == "default"] == ["fd91::1"]
         assert sysctl(ctr, "ipv6/conf/eth0/accept_dad") == "0"  # enabledad defaults to false
         # kernel: node side
-        port = link(node, host_of(result))
+        port = link_info(node, host_of(result))
         assert port["master"] == BRIDGE and port["mtu"] == 1400
         assert port["linkinfo"]["info_slave_data"]["hairpin"] is True
         assert port["address"] == result["interfaces"][1]["mac"]
         cni.check(cfg, ctr, f"c{i}")
 
-    bridge = link(node, BRIDGE)
+    bridge = link_info(node, BRIDGE)
     assert bridge["linkinfo"]["info_kind"] == "bridge" and bridge["mtu"] == 1400
     assert bridge["address"] == results[1]["interfaces"][0]["mac"]
     assert addrs(node, BRIDGE) == {"10.91.0.1/24", "fd91::1/64"}
@@ -277,12 +160,6 @@ def test_del_without_add_and_after_netns_gone(cni: Cni, netns_factory: NsFactory
 
 # --- CHECK ----------------------------------------------------------------------------
 
-def _check_error(cni: Cni, cfg: dict[str, Any], ctr: str) -> str:
-    with pytest.raises(CNIError) as err:
-        cni.check(cfg, ctr, "c0")
-    return str(err.value)
-
-
 def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> None:
     cfg = conf(tmp_path)
     ctr, node = container_netns, cni.node
@@ -290,35 +167,35 @@ def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> 
     host = host_of(result)
     cni.check(cfg, ctr, "c0")
 
-    def ip(ns: str, *args: str) -> None:
-        subprocess.run(["ip", "-n", ns_name(ns), *args], check=True)
+    def error() -> str:
+        return check_error(cni, cfg, ctr, "c0")
 
     address = result["ips"][0]["address"]
-    ip(ctr, "addr", "del", address, "dev", "eth0")
-    assert f"expected address {address} is missing" in _check_error(cni, cfg, ctr)
-    ip(ctr, "addr", "add", address, "dev", "eth0")
-    ip(ctr, "route", "add", "default", "via", "10.91.0.1")  # the address' removal took it
+    sh(ctr, "addr", "del", address, "dev", "eth0")
+    assert f"expected address {address} is missing" in error()
+    sh(ctr, "addr", "add", address, "dev", "eth0")
+    sh(ctr, "route", "add", "default", "via", "10.91.0.1")  # the address' removal took it
 
-    ip(ctr, "-6", "route", "del", "default")
-    assert "expected route to ::/0 via fd91::1 is missing" in _check_error(cni, cfg, ctr)
-    ip(ctr, "-6", "route", "add", "default", "via", "fd91::1")
+    sh(ctr, "-6", "route", "del", "default")
+    assert "expected route to ::/0 via fd91::1 is missing" in error()
+    sh(ctr, "-6", "route", "add", "default", "via", "fd91::1")
     cni.check(cfg, ctr, "c0")
 
-    ip(node, "link", "set", host, "nomaster")
-    assert f"host veth {host} is not attached to bridge {BRIDGE}" in _check_error(cni, cfg, ctr)
-    ip(node, "link", "set", host, "master", BRIDGE)
+    sh(node, "link", "set", host, "nomaster")
+    assert f"host veth {host} is not attached to bridge {BRIDGE}" in error()
+    sh(node, "link", "set", host, "master", BRIDGE)
     cni.check(cfg, ctr, "c0")
 
-    ip(node, "link", "set", host, "name", "gone0")  # the peer is no longer what ADD made
-    assert f"host veth {host} from prevResult not found" in _check_error(cni, cfg, ctr)
-    ip(node, "link", "set", "gone0", "name", host)
+    sh(node, "link", "set", host, "name", "gone0")  # the peer is no longer what ADD made
+    assert f"host veth {host} from prevResult not found" in error()
+    sh(node, "link", "set", "gone0", "name", host)
 
-    ip(node, "link", "set", BRIDGE, "promisc", "on")
-    assert "promiscuous mode False doesn't match" in _check_error(cni, cfg, ctr)
-    ip(node, "link", "set", BRIDGE, "promisc", "off")
+    sh(node, "link", "set", BRIDGE, "promisc", "on")
+    assert "promiscuous mode False doesn't match" in error()
+    sh(node, "link", "set", BRIDGE, "promisc", "off")
 
-    ip(ctr, "link", "del", "eth0")  # takes its peer along
-    assert "container interface eth0 from prevResult not found" in _check_error(cni, cfg, ctr)
+    sh(ctr, "link", "del", "eth0")  # takes its peer along
+    assert "container interface eth0 from prevResult not found" in error()
     cni.delete(cfg, ctr, "c0")
 
 
@@ -327,14 +204,13 @@ def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> 
 def test_bridge_name_taken_by_non_bridge(bare_cni: Cni, container_netns: str,
                                          tmp_path: Path) -> None:
     node = bare_cni.node
-    subprocess.run(["ip", "-n", ns_name(node), "link", "add", BRIDGE, "type", "veth", "peer",
-                    "name", "squatter1"], check=True)
+    sh(node, "link", "add", BRIDGE, "type", "veth", "peer", "name", "squatter1")
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path), container_netns, "c0")
     assert err.value.code == 7
     assert f'"{BRIDGE}" already exists but is not a bridge' in err.value.msg
     assert link_names(node) == {"lo", BRIDGE, "squatter1"}
-    assert link(node, BRIDGE)["linkinfo"]["info_kind"] == "veth"
+    assert link_info(node, BRIDGE)["linkinfo"]["info_kind"] == "veth"
     assert link_names(container_netns) == {"lo"}
     assert leases(tmp_path) == []
 
@@ -345,9 +221,8 @@ def test_ifname_taken_in_container(rollback: bool, net_backend: str, node_netns:
     """Refused before anything is made; with the runtime's rollback DEL the foreign
     eth0 (a veth, but with its peer in the container) survives too: DEL removes only
     a veth whose peer is in the node."""
-    cni = Cni(in_process_runtime(tmp_path, rollback=rollback), node_netns)
-    subprocess.run(["ip", "-n", ns_name(container_netns), "link", "add", "eth0", "type", "veth",
-                    "peer", "name", "eth0peer"], check=True)
+    cni = Cni(with_host_local("bridge", "in-process", tmp_path, rollback=rollback), node_netns)
+    sh(container_netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
     with pytest.raises(CNIError) as err:
         cni.add(conf(tmp_path), container_netns, "c0")
     assert err.value.code == 4 and "interface eth0 already exists" in err.value.msg
@@ -363,9 +238,8 @@ def test_failure_after_ipam_leaves_nothing_and_force_address(bare_cni: Cni,
     """The bridge holds another IPv4 address: Go's error, after IPAM ran - the lease is
     released and no veth or rule remains. ``forceAddress`` replaces the address."""
     node = bare_cni.node
-    subprocess.run(["ip", "-n", ns_name(node), "link", "add", BRIDGE, "type", "bridge"], check=True)
-    subprocess.run(["ip", "-n", ns_name(node), "addr", "add", "10.91.0.254/24", "dev", BRIDGE],
-                   check=True)
+    sh(node, "link", "add", BRIDGE, "type", "bridge")
+    sh(node, "addr", "add", "10.91.0.254/24", "dev", BRIDGE)
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path), container_netns, "c0")
     assert f'"{BRIDGE}" already has an IP address different from 10.91.0.1/24' in err.value.msg
@@ -420,13 +294,13 @@ def test_bridge_gone_before_the_port_joins_leaves_nothing(
 def test_netns_that_is_not_a_netns_via_exec(tmp_path: Path, node_netns: str) -> None:
     """skel refuses a CNI_NETNS that is a plain file with code 4, before the plugin runs."""
     bindir = tmp_path / "bin"
-    launcher.install(str(bindir), [launcher.LauncherSpec("bridge", "corecni_contrib.bridge")])
+    bridge = install_launcher(bindir, "bridge")
     fake = tmp_path / "not-a-netns"
     fake.write_text("")
     env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c0", "CNI_NETNS": str(fake),
            "CNI_IFNAME": "eth0", "CNI_PATH": f"{bindir}:{GO_PLUGINS}"}
     plugin = json.dumps({**conf(tmp_path)["plugins"][0], "cniVersion": "1.0.0", "name": "brnet"})
-    proc = subprocess.run(["ip", "netns", "exec", ns_name(node_netns), str(bindir / "bridge")],
+    proc = subprocess.run(["ip", "netns", "exec", ns_name(node_netns), bridge],
                           input=plugin, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     error = json.loads(proc.stdout)
@@ -468,22 +342,20 @@ def test_l2_only_disabled_interface_promisc_and_dad(cni: Cni, netns_factory: NsF
           "plugins": [{"type": "bridge", "bridge": BRIDGE, "promiscMode": True,
                        "portIsolation": True, "ipam": {}}]}
     ctrs = [netns_factory("ctr") for _ in range(3)]
-    with netns.entered(cni.node):  # CNI_ARGS MAC= picks the container MAC
-        result = cni.runtime.add_network_list(
-            NetworkConfigList.from_dict(l2),
-            RuntimeConf("c0", "eth0", ctrs[0], args=(("MAC", "02:42:ac:11:00:02"),))).to_dict()
+    # CNI_ARGS MAC= picks the container MAC
+    result = cni.add(l2, ctrs[0], "c0", args=(("MAC", "02:42:ac:11:00:02"),))
     assert "ips" not in result and [i["name"] for i in result["interfaces"]][2] == "eth0"
-    eth0 = link(ctrs[0], "eth0")
+    eth0 = link_info(ctrs[0], "eth0")
     assert "UP" in eth0["flags"] and eth0["address"] == "02:42:ac:11:00:02"
     assert result["interfaces"][2]["mac"] == "02:42:ac:11:00:02"
-    assert link(cni.node, BRIDGE)["promiscuity"] >= 1
-    assert link(cni.node, host_of(result))["linkinfo"]["info_slave_data"]["isolated"] is True
+    assert link_info(cni.node, BRIDGE)["promiscuity"] >= 1
+    assert link_info(cni.node, host_of(result))["linkinfo"]["info_slave_data"]["isolated"] is True
     cni.check(l2, ctrs[0], "c0")
 
     disabled = json.loads(json.dumps(l2))
     disabled["plugins"][0]["disableContainerInterface"] = True
     cni.add(disabled, ctrs[1], "c1")
-    assert "UP" not in link(ctrs[1], "eth0")["flags"]
+    assert "UP" not in link_info(ctrs[1], "eth0")["flags"]
 
     dad = conf(tmp_path, name="dadnet", enabledad=True, ipMasq=False)
     cni.add(dad, ctrs[2], "c2")
@@ -531,9 +403,7 @@ def test_iptables_backend_is_gos_layout_and_go_deletes_it(cni: Cni, container_ne
     assert saved.count(f"-j {chain}") == 2  # one jump per family
     assert '--comment "name: \\"brnet\\" id: \\"c0\\""' in saved
     assert "corecni_masquerade" not in nft(cni.node, "list", "tables")
-    go = Cni(CNIRuntime(path=(GO_PLUGINS,), cache_dir=str(tmp_path / "cache"),
-                        registry=Registry(path=(GO_PLUGINS,), entry_points=False,
-                                          in_process=False)), cni.node)
+    go = Cni(_harness.runtime("go", tmp_path), cni.node)
     go.delete(cfg, container_netns, "c0")
     assert chain not in iptables_nat(cni.node)
     assert leases(tmp_path) == []
@@ -559,7 +429,7 @@ def test_status_and_gc(cni: Cni, netns_factory: NsFactory, tmp_path: Path) -> No
     cni.runtime.get_status_network_list(net)
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     cni.add(cfg, ctrs[0], "c0")
-    other = Cni(in_process_runtime(tmp_path / "other"), cni.node)
+    other = Cni(with_host_local("bridge", "in-process", tmp_path / "other"), cni.node)
     other.add(cfg, ctrs[1], "c1")
     assert len(masq_chains(cni.node)) == 2 and len(leases(tmp_path)) == 4
     with netns.entered(cni.node):
@@ -575,7 +445,7 @@ def test_vlan_access_and_trunk_ports(cni: Cni, container_netns: str, tmp_path: P
                             "bridge", "vlan_filtering", "1"], capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip("this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)")
-    subprocess.run(["ip", "-n", ns_name(cni.node), "link", "del", "vfprobe"], check=True)
+    sh(cni.node, "link", "del", "vfprobe")
     cfg = {"cniVersion": "1.0.0", "name": "vlnet", "plugins": [{
         "type": "bridge", "bridge": BRIDGE, "vlan": 100,
         "vlanTrunk": [{"id": 101}, {"minID": 200, "maxID": 202}], "ipam": {}}]}
@@ -586,7 +456,7 @@ def test_vlan_access_and_trunk_ports(cni: Cni, container_netns: str, tmp_path: P
     vids = {v["vlan"]: v.get("flags", []) for e in json.loads(shown) for v in e["vlans"]}
     assert set(vids) >= {100, 101, 200} and 1 not in vids  # default VLAN dropped
     assert "PVID" in vids[100]
-    assert link(cni.node, BRIDGE)["linkinfo"]["info_data"]["vlan_filtering"] == 1
+    assert link_info(cni.node, BRIDGE)["linkinfo"]["info_data"]["vlan_filtering"] == 1
     cni.delete(cfg, container_netns, "c0")
 
 

@@ -24,19 +24,10 @@ from typing import Any
 import pytest
 from corecni_contrib.host_local.store import Store
 
-from corecni import launcher
+from tests.integration._harness import exec_plugin, go_plugin, launcher_fixture
 
-GO = "/usr/lib/cni/host-local"
-TARGET = "corecni_contrib.host_local.plugin"
-needs_go = pytest.mark.skipif(not os.access(GO, os.X_OK),
-                              reason="Go host-local (containernetworking-plugins) not installed")
-
-
-@pytest.fixture
-def ours(tmp_path: Path) -> str:
-    bindir = tmp_path / "bin"
-    launcher.install(str(bindir), [launcher.LauncherSpec(type="host-local", target=TARGET)])
-    return str(bindir / "host-local")
+GO, needs_go = go_plugin("host-local")
+ours = launcher_fixture("host-local")
 
 
 def conf(data_dir: Path, subnet: str = "10.88.0.0/24", name: str = "ipamnet",
@@ -48,15 +39,8 @@ def conf(data_dir: Path, subnet: str = "10.88.0.0/24", name: str = "ipamnet",
 
 def call(binary: str, command: str, config: dict[str, Any], cid: str, ifname: str = "eth0",
          cni_args: str = "") -> tuple[int, dict[str, Any]]:
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-           "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": ifname,
-           "CNI_PATH": os.path.dirname(binary)}
-    if cni_args:
-        env["CNI_ARGS"] = cni_args
-    proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env,
-                          capture_output=True, timeout=120, check=False)
-    out = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return proc.returncode, out
+    return exec_plugin(binary, command, config, cid=cid, ifname=ifname, cni_args=cni_args,
+                       timeout=120)
 
 
 def add_ok(binary: str, config: dict[str, Any], cid: str, ifname: str = "eth0",

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corecni import launcher
+from tests.integration._harness import exec_plugin, go_plugin, launcher_fixture
 
-GO = "/usr/lib/cni/static"
-needs_go = pytest.mark.skipif(not os.access(GO, os.X_OK),
-                              reason="Go static (containernetworking-plugins) not installed")
-
-
-@pytest.fixture
-def ours(tmp_path: Path) -> str:
-    bindir = tmp_path / "bin"
-    launcher.install(str(bindir), [launcher.LauncherSpec(type="static",
-                                                         target="corecni_contrib.static")])
-    return str(bindir / "static")
+GO, needs_go = go_plugin("static")
+ours = launcher_fixture("static")
 
 
 def call(binary: str, command: str, config: dict[str, Any],
          cni_args: str = "") -> tuple[int, dict[str, Any]]:
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "c1",
-           "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0",
-           "CNI_PATH": os.path.dirname(binary)}
-    if cni_args:
-        env["CNI_ARGS"] = cni_args
-    proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env,
-                          capture_output=True, timeout=60, check=False)
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return exec_plugin(binary, command, config, cni_args=cni_args, timeout=60)
 
 
 README: dict[str, Any] = {

@@ -20,25 +20,29 @@ from typing import Any
 import pytest
 
 from corecni.testing import ip_json, ns_name, ping, session_prefix
-from tests.integration.test_macvlan import (
+from tests.integration._harness import (
     MODES,
     NODE_LINKS,
-    Cni,
+    WITH_GO_IPAM,
     NsFactory,
     addrs,
-    default_via,
+    assert_one_address_result,
     expect_error,
     host_local,
     link_info,
     link_names,
     node,
+    plugin_cni,
     reserved,
     sh,
     variant,
 )
-from tests.integration.test_macvlan import pytestmark as pytestmark
 
 __all__ = ["node", "variant"]  # shared fixtures
+
+pytestmark = WITH_GO_IPAM
+
+SUBNET = "10.72.0.0/24"  # host-local's, on the node's "LAN" behind phys0
 
 
 @functools.cache
@@ -67,20 +71,8 @@ def needs_kernel(kind: str) -> None:
         pytest.skip(reason)
 
 
-def ipvlan(mode: str, node_ns: str, tmp: Path) -> Cni:
-    return Cni("ipvlan", "corecni_contrib.ipvlan", mode, node_ns, tmp)
-
-
-def vlan(mode: str, node_ns: str, tmp: Path) -> Cni:
-    return Cni("vlan", "corecni_contrib.vlan", mode, node_ns, tmp)
-
-
-def plugin(kind: str, mode: str, node_ns: str, tmp: Path) -> Cni:
-    return ipvlan(mode, node_ns, tmp) if kind == "ipvlan" else vlan(mode, node_ns, tmp)
-
-
 def base_conf(kind: str, tmp: Path, **extra: Any) -> dict[str, Any]:
-    conf: dict[str, Any] = {"type": kind, "master": "phys0", "ipam": host_local(tmp)}
+    conf: dict[str, Any] = {"type": kind, "master": "phys0", "ipam": host_local(tmp, SUBNET)}
     if kind == "vlan":
         conf["vlanId"] = 5
     return conf | extra
@@ -91,7 +83,7 @@ def base_conf(kind: str, tmp: Path, **extra: Any) -> dict[str, Any]:
 def test_ipvlan_l2_two_containers_talk(variant: str, node: str, netns_factory: NsFactory,
                                        tmp_path: Path) -> None:
     needs_kernel("ipvlan")
-    cni = ipvlan(variant, node, tmp_path)
+    cni = plugin_cni("ipvlan", variant, node, tmp_path)
     conf = base_conf("ipvlan", tmp_path, mtu=1400, dns={"nameservers": ["10.72.0.53"]})
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     results = [cni.add(conf, ctr, cid=f"c{i}") for i, ctr in enumerate(ctrs)]
@@ -101,16 +93,8 @@ def test_ipvlan_l2_two_containers_talk(variant: str, node: str, netns_factory: N
         assert link["linkinfo"]["info_data"]["mode"] == "l2"
         assert link["link_index"] == link_info(node, "phys0")["ifindex"]
         assert link["mtu"] == 1400
-        [ip] = result["ips"]
-        assert addrs(ctr, "eth0") == {ip["address"]}
-        assert default_via(ctr) == {"10.72.0.1"}
-        assert result == {
-            "cniVersion": "1.0.0",
-            "interfaces": [{"name": "eth0", "mac": link["address"], "sandbox": ctr}],
-            "ips": [{"interface": 0, "address": ip["address"], "gateway": "10.72.0.1"}],
-            "routes": [{"dst": "0.0.0.0/0"}],
-            "dns": {"nameservers": ["10.72.0.53"]},
-        }
+        assert_one_address_result(result, ctr, link["address"], "10.72.0.1",
+                                  {"nameservers": ["10.72.0.53"]})
         cni.check(conf, ctr, cid=f"c{i}")
     assert ping(ctrs[0], results[1]["ips"][0]["address"].split("/")[0])
     sh(ctrs[0], "route", "del", "default")
@@ -131,7 +115,7 @@ def test_ipvlan_modes_and_link_in_container(mode: str, node: str, container_netn
     ctr = container_netns
     sh(ctr, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
     sh(ctr, "link", "set", "up0", "up")
-    cni = ipvlan("in-process", node, tmp_path)
+    cni = plugin_cni("ipvlan", "in-process", node, tmp_path)
     conf = base_conf("ipvlan", tmp_path, master="up0", mode=mode, linkInContainer=True)
     cni.add(conf, ctr)
     link = link_info(ctr, "eth0")
@@ -149,7 +133,7 @@ def test_vlan_reaches_the_node_on_its_vlan(variant: str, node: str, container_ne
     sh(node, "link", "add", "link", "phys0p", "name", "phys0p.5", "type", "vlan", "id", "5")
     sh(node, "addr", "add", "10.72.0.1/24", "dev", "phys0p.5")
     sh(node, "link", "set", "phys0p.5", "up")
-    cni = vlan(variant, node, tmp_path)
+    cni = plugin_cni("vlan", variant, node, tmp_path)
     conf = base_conf("vlan", tmp_path, mtu=1400)
     result = cni.add(conf, ctr)
     link = link_info(ctr, "eth0")
@@ -191,7 +175,7 @@ def test_config_errors_before_any_link(mode: str, node: str, container_netns: st
     for kind, change, words in cases:
         conf = {k: v for k, v in (base_conf(kind, tmp_path) | change).items() if v is not None}
         with expect_error(7, *words):
-            plugin(kind, mode, node, tmp_path / kind).add(conf, ctr)
+            plugin_cni(kind, mode, node, tmp_path / kind).add(conf, ctr)
         assert link_names(ctr) == {"lo"}
         assert link_names(node) == NODE_LINKS
     assert reserved(tmp_path / "ipam") == []
@@ -204,7 +188,7 @@ def test_kernel_refusal_is_clean(variant: str, kind: str, node: str, container_n
     if not kernel_lacks(kind):
         pytest.skip(f"the kernel supports {kind}: nothing to refuse")
     with expect_error(999, f"failed to create {kind}", "kernel module"):
-        plugin(kind, variant, node, tmp_path).add(base_conf(kind, tmp_path), container_netns)
+        plugin_cni(kind, variant, node, tmp_path).add(base_conf(kind, tmp_path), container_netns)
     assert link_names(container_netns) == {"lo"}
     assert link_names(node) == NODE_LINKS
     assert reserved(tmp_path / "ipam") == []
@@ -213,7 +197,7 @@ def test_kernel_refusal_is_clean(variant: str, kind: str, node: str, container_n
 @pytest.mark.parametrize("kind", ["ipvlan", "vlan"])
 def test_del_is_idempotent_and_status_ok(variant: str, kind: str, node: str,
                                          netns_factory: NsFactory, tmp_path: Path) -> None:
-    cni = plugin(kind, variant, node, tmp_path)
+    cni = plugin_cni(kind, variant, node, tmp_path)
     conf = base_conf(kind, tmp_path)
     ctr = netns_factory("ctr")
     cni.delete(conf, ctr)  # never added

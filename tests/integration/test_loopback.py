@@ -7,50 +7,39 @@ container namespace whose ``lo`` starts down.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corecni import launcher, netns
-from corecni.net import ENV_VAR, available_backends
 from corecni.plugin import Attachment, Request, load_plugin
-from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec.config import NetworkConfigList, PluginConfig, RuntimeConf
 from corecni.spec.errors import CNIError
 from corecni.testing import ip_json, ns_name
+from tests.integration import _harness
+from tests.integration._harness import NsFactory, net_backend, sh, unchanged
+
+__all__ = ["net_backend"]  # the shared fixture
 
 pytestmark = pytest.mark.root
 
-NsFactory = Callable[..., str]
 
-
-@pytest.fixture(params=available_backends())
-def net_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(ENV_VAR, str(request.param))
-    return str(request.param)
+def _root_link_flags() -> dict[str, Any]:
+    return {str(link["ifname"]): link["flags"] for link in ip_json(None, "link", "show")}
 
 
 @pytest.fixture(autouse=True)
 def _root_namespace_untouched() -> Iterator[None]:
-    before = {str(link["ifname"]): link["flags"] for link in ip_json(None, "link", "show")}
-    inode = netns.current_inode()
-    yield
-    assert netns.current_inode() == inode
-    assert {str(link["ifname"]): link["flags"] for link in ip_json(None, "link", "show")} == before
+    """Every link of the machine's own namespace keeps its flags; the thread stays put."""
+    with unchanged(_root_link_flags):
+        yield
 
 
 def runtime(mode: str, tmp: Path) -> CNIRuntime:
-    if mode == "in-process":
-        registry = Registry(path=(), entry_points=False)
-        registry.register("loopback", "corecni_contrib.loopback")
-        return CNIRuntime(cache_dir=str(tmp / "cache"), registry=registry)
-    bindir = str(tmp / "bin")
-    launcher.install(bindir, [launcher.LauncherSpec("loopback", "corecni_contrib.loopback")])
-    return CNIRuntime(path=(bindir,), cache_dir=str(tmp / "cache"),
-                      registry=Registry(path=(bindir,), entry_points=False, in_process=False))
+    """loopback in-process or exec'd, with no other plugin to find."""
+    return _harness.runtime(mode, tmp, "loopback", search=())
 
 
 def net(version: str = "1.0.0") -> NetworkConfigList:
@@ -82,9 +71,9 @@ def test_lifecycle(mode: str, net_backend: str, netns_factory: NsFactory, tmp_pa
 
     rt.del_network_list(net(), rtc)
     assert not lo_up(ctr)  # Go sets lo down again
-    subprocess.run(["ip", "-n", ns_name(ctr), "link", "set", "lo", "up"], check=True)
+    sh(ctr, "link", "set", "lo", "up")
     rt.add_network_list(net(), rtc)
-    subprocess.run(["ip", "-n", ns_name(ctr), "link", "set", "lo", "down"], check=True)
+    sh(ctr, "link", "set", "lo", "down")
     with pytest.raises(CNIError, match="loopback interface is down"):
         rt.check_network_list(net(), rtc)
 
@@ -123,8 +112,7 @@ def test_chained_prev_result_passes_through(container_netns: str) -> None:
 
 
 def test_refuses_non_loopback_address(container_netns: str, tmp_path: Path) -> None:
-    subprocess.run(["ip", "-n", ns_name(container_netns), "addr", "add", "10.9.9.9/32",
-                    "dev", "lo"], check=True)
+    sh(container_netns, "addr", "add", "10.9.9.9/32", "dev", "lo")
     with pytest.raises(CNIError, match="non-loopback address"):
         runtime("in-process", tmp_path).add_network_list(
             net(), RuntimeConf("c0", "eth0", container_netns))

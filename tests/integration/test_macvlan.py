@@ -9,177 +9,53 @@ test runs once per net backend and once per way of running the plugin
 Kernel state is read back with ``ip -j``, independently of the backend under
 test, and connectivity is proven with ping.
 
-The ``Cni`` harness and the ``variant`` fixture are shared with the other
-link-plugin test modules.
+The harness (``_harness``) is shared with the other plugin test modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corecni import netns
-from corecni.launcher import LauncherSpec, install
-from corecni.net import available_backends
-from corecni.registry import Registry
-from corecni.runtime import CNIRuntime
-from corecni.spec.config import NetworkConfigList, RuntimeConf
-from corecni.spec.errors import CNIError
 from corecni.testing import ip_json, ns_name, ping
+from tests.integration._harness import (
+    GO_PLUGINS,
+    MODES,
+    NODE_LINKS,
+    WITH_GO_IPAM,
+    NsFactory,
+    PluginCni,
+    addrs,
+    assert_late_failures_leave_nothing,
+    assert_one_address_result,
+    expect_error,
+    host_local,
+    install_launcher,
+    link_info,
+    link_names,
+    node,
+    plugin_cni,
+    reserved,
+    sh,
+    thread_netns_unchanged,
+    variant,
+)
 
-GO_CNI = "/usr/lib/cni"
-BACKENDS = available_backends()
-MODES = ("in-process", "exec")
-VARIANTS = [(b, m) for b in BACKENDS for m in MODES]
+__all__ = ["node", "thread_netns_unchanged", "variant"]  # shared fixtures
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(not os.path.exists(f"{GO_CNI}/host-local"),
-                       reason="Debian's Go IPAM plugins (containernetworking-plugins) missing"),
-]
-
-NsFactory = Callable[..., str]
-
-
-# --- harness (shared) ----------------------------------------------------------
-
-class Cni:
-    """Runs one corecni plugin type from the node namespace, in-process or exec'd.
-
-    IPAM types are always exec'd from /usr/lib/cni (Debian's Go plugins), except
-    those registered in-process with ``extra``.
-    """
-
-    def __init__(self, plugin_type: str, target: str, mode: str, node: str, tmp: Path,
-                 extra: Mapping[str, str] | None = None, go: bool = False) -> None:
-        self.node = node
-        self.cache = tmp / "cache"
-        path = [GO_CNI]
-        if go:  # Go's own plugin of that type, for result comparisons
-            registry = Registry(path=tuple(path), entry_points=False, in_process=False)
-        elif mode == "exec":
-            bindir = tmp / "bin"
-            install(str(bindir), [LauncherSpec(plugin_type, target)])
-            path.insert(0, str(bindir))
-            registry = Registry(path=tuple(path), entry_points=False, in_process=False)
-        else:
-            registry = Registry(path=tuple(path), entry_points=False)
-            registry.register(plugin_type, target)
-            for name, extra_target in (extra or {}).items():
-                registry.register(name, extra_target)
-        self.runtime = CNIRuntime(path=tuple(path), cache_dir=str(self.cache), registry=registry)
-
-    @staticmethod
-    def net(conf: Mapping[str, Any], version: str = "1.0.0", name: str = "testnet") \
-            -> NetworkConfigList:
-        return NetworkConfigList.from_dict({"cniVersion": version, "name": name,
-                                            "plugins": [dict(conf)]})
-
-    @staticmethod
-    def rt(ctr: str, ifname: str = "eth0", cid: str = "c1", **kw: Any) -> RuntimeConf:
-        return RuntimeConf(container_id=cid, ifname=ifname, netns=ctr, **kw)
-
-    def add(self, conf: Mapping[str, Any], ctr: str, **kw: Any) -> dict[str, Any]:
-        with netns.entered(self.node):
-            result = self.runtime.add_network_list(self.net(conf), self.rt(ctr, **kw))
-        return result.to_dict()
-
-    def check(self, conf: Mapping[str, Any], ctr: str, **kw: Any) -> None:
-        with netns.entered(self.node):
-            self.runtime.check_network_list(self.net(conf), self.rt(ctr, **kw))
-
-    def delete(self, conf: Mapping[str, Any], ctr: str, **kw: Any) -> None:
-        with netns.entered(self.node):
-            self.runtime.del_network_list(self.net(conf), self.rt(ctr, **kw))
-
-    def status(self, conf: Mapping[str, Any]) -> None:
-        with netns.entered(self.node):
-            self.runtime.get_status_network_list(self.net(conf, version="1.1.0"))
+pytestmark = WITH_GO_IPAM
 
 
-@pytest.fixture(params=VARIANTS, ids=[f"{b}-{m}" for b, m in VARIANTS])
-def variant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """(net backend, run mode): the backend reaches exec'd plugins through the environment."""
-    backend, mode = request.param
-    monkeypatch.setenv("CORECNI_NET_BACKEND", backend)
-    return str(mode)
+SUBNET = "10.72.0.0/24"  # host-local's, on the node's "LAN" behind phys0
 
 
-@pytest.fixture(autouse=True)
-def _thread_netns_unchanged() -> Iterator[None]:
-    before = netns.current_inode()
-    yield None
-    assert netns.current_inode() == before
-
-
-def sh(ns: str, *args: str) -> None:
-    subprocess.run(["ip", "-n", ns_name(ns), *args], check=True, capture_output=True)
-
-
-def link_names(ns: str) -> set[str]:
-    return {str(item["ifname"]) for item in ip_json(ns, "link", "show")}
-
-
-def link_info(ns: str, ifname: str) -> dict[str, Any]:
-    [item] = ip_json(ns, "-d", "link", "show", "dev", ifname)
-    return dict(item)
-
-
-def addrs(ns: str, ifname: str) -> set[str]:
-    return {f"{a['local']}/{a['prefixlen']}" for item in ip_json(ns, "addr", "show", "dev", ifname)
-            for a in item["addr_info"] if a.get("scope") == "global"}  # type: ignore[attr-defined]
-
-
-def default_via(ns: str) -> set[str]:
-    return {str(r.get("gateway")) for r in ip_json(ns, "route", "show", "default")}
-
-
-def reserved(ipam_dir: Path) -> list[str]:
-    """Addresses host-local still holds (files other than its bookkeeping)."""
-    if not ipam_dir.exists():
-        return []
-    return sorted(f.name for d in ipam_dir.iterdir() if d.is_dir() for f in d.iterdir()
-                  if f.name != "lock" and not f.name.startswith("last_reserved_ip"))
-
-
-def host_local(tmp: Path, subnet: str = "10.72.0.0/24") -> dict[str, Any]:
-    return {"type": "host-local", "dataDir": str(tmp / "ipam"), "ranges": [[{"subnet": subnet}]],
-            "routes": [{"dst": "0.0.0.0/0"}]}
-
-
-@contextlib.contextmanager
-def expect_error(code: int, *words: str) -> Iterator[None]:
-    """A CNIError of ``code`` whose text names every one of ``words``."""
-    with pytest.raises(CNIError) as info:
-        yield
-    assert info.value.code == code, repr(info.value)
-    for word in words:
-        assert word in str(info.value), (word, str(info.value))
-
-
-# --- fixtures -----------------------------------------------------------------
-
-@pytest.fixture
-def node(node_netns: str) -> str:
-    """The node with its "NIC": veth phys0 (the master) <-> phys0p, both up."""
-    sh(node_netns, "link", "add", "phys0", "type", "veth", "peer", "name", "phys0p")
-    sh(node_netns, "link", "set", "phys0", "up")
-    sh(node_netns, "link", "set", "phys0p", "up")
-    return node_netns
-
-
-NODE_LINKS = {"lo", "phys0", "phys0p"}
-
-
-def macvlan(mode: str, node: str, tmp: Path, **kw: Any) -> Cni:
-    return Cni("macvlan", "corecni_contrib.macvlan", mode, node, tmp, **kw)
+def macvlan(mode: str, node: str, tmp: Path, **kw: Any) -> PluginCni:
+    return plugin_cni("macvlan", mode, node, tmp, **kw)
 
 
 # --- lifecycle ----------------------------------------------------------------
@@ -187,8 +63,8 @@ def macvlan(mode: str, node: str, tmp: Path, **kw: Any) -> Cni:
 def test_two_containers_in_bridge_mode_talk(variant: str, node: str, netns_factory: NsFactory,
                                             tmp_path: Path) -> None:
     cni = macvlan(variant, node, tmp_path)
-    conf = {"type": "macvlan", "master": "phys0", "mtu": 1400, "ipam": host_local(tmp_path),
-            "dns": {"nameservers": ["10.72.0.53"]}}
+    conf = {"type": "macvlan", "master": "phys0", "mtu": 1400,
+            "ipam": host_local(tmp_path, SUBNET), "dns": {"nameservers": ["10.72.0.53"]}}
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     results = [cni.add(conf, ctr, cid=f"c{i}") for i, ctr in enumerate(ctrs)]
     phys0 = link_info(node, "phys0")["ifindex"]
@@ -198,16 +74,8 @@ def test_two_containers_in_bridge_mode_talk(variant: str, node: str, netns_facto
         assert link["linkinfo"]["info_data"]["mode"] == "bridge"
         assert link["link_index"] == phys0 and link["mtu"] == 1400
         assert "UP" in link["flags"]
-        [ip] = result["ips"]
-        assert addrs(ctr, "eth0") == {ip["address"]}
-        assert default_via(ctr) == {"10.72.0.1"}
-        assert result == {
-            "cniVersion": "1.0.0",
-            "interfaces": [{"name": "eth0", "mac": link["address"], "sandbox": ctr}],
-            "ips": [{"interface": 0, "address": ip["address"], "gateway": "10.72.0.1"}],
-            "routes": [{"dst": "0.0.0.0/0"}],
-            "dns": {"nameservers": ["10.72.0.53"]},
-        }
+        assert_one_address_result(result, ctr, link["address"], "10.72.0.1",
+                                  {"nameservers": ["10.72.0.53"]})
         cni.check(conf, ctr, cid=f"c{ctrs.index(ctr)}")
     assert link_names(node) == NODE_LINKS  # nothing left behind in the node
     other = results[1]["ips"][0]["address"].split("/")[0]
@@ -246,7 +114,7 @@ def test_default_master_is_the_default_route_link(node: str, container_netns: st
                                                   tmp_path: Path) -> None:
     sh(node, "route", "add", "default", "dev", "phys0")
     cni = macvlan("in-process", node, tmp_path)
-    conf = {"type": "macvlan", "mode": "vepa", "ipam": host_local(tmp_path)}
+    conf = {"type": "macvlan", "mode": "vepa", "ipam": host_local(tmp_path, SUBNET)}
     cni.add(conf, container_netns)
     link = link_info(container_netns, "eth0")
     assert link["link_index"] == link_info(node, "phys0")["ifindex"]
@@ -264,7 +132,7 @@ def test_link_in_container(variant: str, node: str, container_netns: str,
     sh(ctr, "link", "set", "up0", "up")
     cni = macvlan(variant, node, tmp_path)
     conf = {"type": "macvlan", "master": "up0", "linkInContainer": True,
-            "ipam": host_local(tmp_path)}
+            "ipam": host_local(tmp_path, SUBNET)}
     result = cni.add(conf, ctr)
     link = link_info(ctr, "eth0")
     assert link["linkinfo"]["info_kind"] == "macvlan"
@@ -309,7 +177,7 @@ def test_check_detects_drift(variant: str, node: str, container_netns: str,
                              tmp_path: Path) -> None:
     ctr = container_netns
     cni = macvlan(variant, node, tmp_path)
-    conf = {"type": "macvlan", "master": "phys0", "ipam": host_local(tmp_path)}
+    conf = {"type": "macvlan", "master": "phys0", "ipam": host_local(tmp_path, SUBNET)}
     result = cni.add(conf, ctr)
     address = result["ips"][0]["address"]
     cni.check(conf, ctr)
@@ -338,7 +206,7 @@ def test_del_without_add_twice_and_with_netns_gone(variant: str, node: str,
                                                    netns_factory: NsFactory,
                                                    tmp_path: Path) -> None:
     cni = macvlan(variant, node, tmp_path)
-    conf = {"type": "macvlan", "master": "phys0", "ipam": host_local(tmp_path)}
+    conf = {"type": "macvlan", "master": "phys0", "ipam": host_local(tmp_path, SUBNET)}
     ctr = netns_factory("ctr")
     cni.delete(conf, ctr)  # never added
     cni.delete(conf, "")  # no netns at all
@@ -358,7 +226,7 @@ def test_errors_are_clear_and_leave_nothing(mode: str, node: str, container_netn
                                             tmp_path: Path) -> None:
     ctr = container_netns
     cni = macvlan(mode, node, tmp_path)
-    ipam = host_local(tmp_path)
+    ipam = host_local(tmp_path, SUBNET)
 
     def nothing_left(*in_ctr: str) -> None:
         assert link_names(ctr) == {"lo", *in_ctr}
@@ -380,17 +248,11 @@ def test_errors_are_clear_and_leave_nothing(mode: str, node: str, container_netn
     with expect_error(7, "no default route"):
         cni.add({"type": "macvlan", "ipam": ipam}, ctr)
     nothing_left()
-    # the IPAM plugin fails after the link exists: the link goes again
-    with pytest.raises(CNIError):
-        cni.add({"type": "macvlan", "master": "phys0",
-                 "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")}}, ctr)
-    nothing_left()
-    # CNI_IFNAME taken in the container: refused, and the existing link survives the
-    # runtime's rollback DEL (it is not a macvlan)
-    sh(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "xp0")
-    with expect_error(4, "eth0", "already exists"):
-        cni.add({"type": "macvlan", "master": "phys0", "ipam": ipam}, ctr)
-    nothing_left("eth0", "xp0")
+    # the IPAM plugin fails after the link exists: the link goes again; CNI_IFNAME
+    # taken in the container: refused, and the existing link survives the runtime's
+    # rollback DEL (it is not a macvlan)
+    assert_late_failures_leave_nothing(cni, {"type": "macvlan", "master": "phys0", "ipam": ipam},
+                                       ctr, tmp_path, nothing_left)
     assert link_info(ctr, "eth0")["linkinfo"]["info_kind"] == "veth"
 
 
@@ -407,16 +269,15 @@ def test_launcher_exec_by_hand_speaks_0_4_0(node: str, container_netns: str,
     """The exec'd launcher prints exactly what the in-process plugin returns."""
     conf = {"cniVersion": "0.4.0", "name": "wire", "type": "macvlan", "master": "phys0",
             "mac": "02:00:00:00:bb:01"}
-    bindir = tmp_path / "bin"
-    install(str(bindir), [LauncherSpec("macvlan", "corecni_contrib.macvlan")])
+    binary = install_launcher(tmp_path / "bin", "macvlan")
     env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "w1",
-           "CNI_NETNS": container_netns, "CNI_IFNAME": "net1", "CNI_PATH": GO_CNI}
-    out = subprocess.run(["ip", "netns", "exec", ns_name(node), str(bindir / "macvlan")],
+           "CNI_NETNS": container_netns, "CNI_IFNAME": "net1", "CNI_PATH": GO_PLUGINS}
+    out = subprocess.run(["ip", "netns", "exec", ns_name(node), binary],
                          input=json.dumps(conf).encode(), env=env, capture_output=True,
                          check=True).stdout
     assert json.loads(out) == {"cniVersion": "0.4.0", "dns": {}, "interfaces": [
         {"name": "net1", "mac": "02:00:00:00:bb:01", "sandbox": container_netns}]}
-    subprocess.run(["ip", "netns", "exec", ns_name(node), str(bindir / "macvlan")],
+    subprocess.run(["ip", "netns", "exec", ns_name(node), binary],
                    input=json.dumps(conf).encode(), env={**env, "CNI_COMMAND": "DEL"},
                    check=True, capture_output=True)
     assert link_names(container_netns) == {"lo"}

@@ -23,25 +23,22 @@ from corecni_contrib._iface import (
     cfg_error,
     cfg_int,
     cfg_ipam_type,
+    cfg_list,
     cfg_mac,
+    cfg_masq_backend,
     cfg_str,
+    cfg_veth_mtu,
 )
 from corecni_contrib._masq import BACKENDS
 
 DEFAULT_BRIDGE = "cni0"
 MAX_VLAN = 4094
-MAX_MTU = 65535
 
 
 def _vlan_trunk(raw: Mapping[str, Any]) -> tuple[int, ...]:
     """Go's ``collectVlanTrunk``: single ``id``s and ``minID``..``maxID`` ranges, sorted."""
-    items = raw.get("vlanTrunk")
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise cfg_error("'vlanTrunk' must be a list", repr(items)[:200])
     vids: set[int] = set()
-    for item in items:
+    for item in cfg_list(raw, "vlanTrunk"):
         if not isinstance(item, dict):
             raise cfg_error("'vlanTrunk' entries must be objects", repr(item)[:200])
         low = _trunk_id(item, "minID")
@@ -130,13 +127,8 @@ class BridgeConf:
         vlan = cfg_int(raw, "vlan")
         if not 0 <= vlan <= MAX_VLAN:
             raise cfg_error(f"invalid VLAN ID {vlan} (must be between 0 and {MAX_VLAN})")
-        mtu = cfg_int(raw, "mtu")
-        if not 0 <= mtu <= MAX_MTU:
-            raise cfg_error(f"invalid MTU {mtu}", f"must be 0 (kernel default) to {MAX_MTU}")
-        backend = raw.get("ipMasqBackend")
-        if backend is not None and backend not in BACKENDS:
-            raise cfg_error(f"unknown ipmasq backend {backend!r}",
-                            f"expected one of {', '.join(BACKENDS)}")
+        mtu = cfg_veth_mtu(raw)
+        backend = cfg_masq_backend(raw, BACKENDS)
         default_gw = cfg_bool(raw, "isDefaultGateway")
         return cls(
             network=request.config.name,

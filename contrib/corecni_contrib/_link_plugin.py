@@ -1,0 +1,63 @@
+"""What macvlan, ipvlan and vlan share beyond the kernel steps in ``_iface``.
+
+The three make a link on a master device and place it in the container; Go
+repeats their common config keys and CHECK in each plugin. Here they are once:
+the keys read after each plugin's own (``mtu``, ``linkInContainer``, ``ipam``,
+``dns``), where the master lives, and CHECK after the master. Each plugin
+still gets its backend itself (``get_backend`` in its own module) and passes
+it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from corecni.net import NetBackend
+from corecni.plugin import Request
+from corecni.spec.errors import CNIError, ErrorCode
+from corecni.spec.result import DNS
+from corecni_contrib import _iface as common
+
+
+class LinkKeys(TypedDict):
+    """The config keys every lower-link plugin reads, as its config's field names."""
+
+    mtu: int
+    link_in_container: bool
+    ipam_type: str
+    dns: DNS
+
+
+def link_keys(raw: Mapping[str, Any]) -> LinkKeys:
+    """``mtu``, ``linkInContainer``, ``ipam.type`` and ``dns``, read in that order (a
+    plugin reads its own keys first, so the first bad key is the one reported)."""
+    return LinkKeys(mtu=common.cfg_int(raw, "mtu"),
+                    link_in_container=common.cfg_bool(raw, "linkInContainer"),
+                    ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
+
+
+class LowerLinkConfig:
+    """Base of the plugins' (attrs) config classes: what follows from ``link_in_container``."""
+
+    __slots__ = ()
+    link_in_container: bool
+
+    def master_netns(self, request: Request) -> str | None:
+        """Where the master lives: the container with ``linkInContainer``, else the node."""
+        return request.netns if self.link_in_container else None
+
+
+def check_lower_link(backend: NetBackend, request: Request, kind: str, ipam_type: str,
+                     mtu: int = 0) -> None:
+    """CHECK once the master is checked: IPAM (when configured), the container link
+    (a ``kind`` link with the result's MAC, and the ``mtu`` when one is given and
+    non-zero), then its addresses and routes."""
+    if ipam_type:
+        request.ipam_check()
+    prev, iface = common.prev_container_interface(request)
+    link = common.check_container_link(backend, request, iface, kind)
+    if mtu and link.mtu != mtu:
+        raise CNIError(ErrorCode.INTERNAL, f"configured MTU of {iface.name} is {mtu}, "
+                       f"current value is {link.mtu}")
+    common.check_iface(backend, request.netns, request.ifname, prev)
