@@ -117,22 +117,8 @@ struct ctx {
     struct nlbuf out;                        /* render mode output */
     unsigned char *rx;
     struct cn_stats *st;
+    struct cn_stats own_st;                  /* st when the caller passes none */
 };
-
-static int grow(void **p, int *cap, int need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    int n = *cap ? *cap * 2 : 16;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, (size_t)n * size);
-    if (q == NULL)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
 
 /* ---- errors --------------------------------------------------------- */
 
@@ -257,12 +243,18 @@ static const char *str(const struct op *o, int t)
     return has(o, t) ? (const char *)o->a[t] : NULL;
 }
 
-static uint32_t u32(const struct op *o, int t)
+/* A u32 attribute, dflt when the op does not carry it. */
+static uint32_t u32_or(const struct op *o, int t, uint32_t dflt)
 {
-    uint32_t v = 0;
+    uint32_t v = dflt;
     if (has(o, t))
         memcpy(&v, o->a[t], 4);
     return v;
+}
+
+static uint32_t u32(const struct op *o, int t)
+{
+    return u32_or(o, t, 0);
 }
 
 /* ---- names ---------------------------------------------------------- */
@@ -279,7 +271,7 @@ static void mark_dirty(struct ctx *c, const char *name)
 {
     if (name == NULL || name_in(c->dirty, c->ndirty, name))
         return;
-    if (grow((void **)&c->dirty, &c->capdirty, c->ndirty + 1, sizeof *c->dirty) < 0) {
+    if (cn_grow((void **)&c->dirty, &c->capdirty, c->ndirty + 1, sizeof *c->dirty) < 0) {
         c->fatal = -ENOMEM;
         return;
     }
@@ -327,7 +319,7 @@ static int resolve(struct ctx *c, const char *name)
     }
     if (idx < 0)
         return idx == -ENODEV || idx == -ENXIO ? -ENODEV : idx;
-    if (grow((void **)&c->cache, &c->capcache, c->ncache + 1, sizeof *c->cache) == 0) {
+    if (cn_grow((void **)&c->cache, &c->capcache, c->ncache + 1, sizeof *c->cache) == 0) {
         snprintf(c->cache[c->ncache].name, IFNAMSIZ, "%s", name);
         c->cache[c->ncache++].index = idx;
     }
@@ -350,7 +342,7 @@ static struct created *find_created(struct ctx *c, const char *ns, const char *n
 
 static void note_created(struct ctx *c, const char *ns, const char *name, int op)
 {
-    if (grow((void **)&c->created, &c->capcreated, c->ncreated + 1, sizeof *c->created) < 0) {
+    if (cn_grow((void **)&c->created, &c->capcreated, c->ncreated + 1, sizeof *c->created) < 0) {
         c->fatal = -ENOMEM;
         return;
     }
@@ -360,10 +352,20 @@ static void note_created(struct ctx *c, const char *ns, const char *name, int op
     k->op = op;
 }
 
-static int is_create(int code)
+/* The request that creates a link (the main one of an add_* op). */
+static int creates(const struct op *o, const struct msgrec *m)
 {
-    return code == CN_OP_ADD_VETH || code == CN_OP_ADD_BRIDGE || code == CN_OP_ADD_MACVLAN ||
-           code == CN_OP_ADD_IPVLAN || code == CN_OP_ADD_VLAN;
+    return m->role == ROLE_MAIN &&
+           (o->code == CN_OP_ADD_VETH || o->code == CN_OP_ADD_BRIDGE ||
+            o->code == CN_OP_ADD_MACVLAN || o->code == CN_OP_ADD_IPVLAN ||
+            o->code == CN_OP_ADD_VLAN);
+}
+
+/* Where the link an add_* op creates lives (NULL: the batch namespace): a
+ * veth's near end and a bridge here, the others directly in CN_A_NETNS. */
+static const char *created_ns(const struct op *o)
+{
+    return o->code == CN_OP_ADD_VETH || o->code == CN_OP_ADD_BRIDGE ? NULL : str(o, CN_A_NETNS);
 }
 
 /* A request succeeded: keep the list of links the batch created current. */
@@ -371,10 +373,8 @@ static void track_success(struct ctx *c, const struct msgrec *m)
 {
     const struct op *o = &c->ops[m->op];
     const char *name = str(o, CN_A_NAME);
-    if (is_create(o->code) && m->role == ROLE_MAIN) {
-        const char *ns = o->code == CN_OP_ADD_VETH || o->code == CN_OP_ADD_BRIDGE
-                             ? NULL : str(o, CN_A_NETNS);
-        note_created(c, ns, name, m->op);
+    if (creates(o, m)) {
+        note_created(c, created_ns(o), name, m->op);
     } else if (o->code == CN_OP_SET_LINK && m->role == ROLE_MAIN && has(o, CN_A_RENAME)) {
         struct created *k = find_created(c, NULL, name);
         if (k)
@@ -412,7 +412,7 @@ static int ignorable(const struct op *o, int err)
 static struct msgrec *new_msg(struct ctx *c, int op, int role, uint16_t type, uint16_t flags,
                               size_t hdrlen)
 {
-    if (grow((void **)&c->msgs, &c->capmsgs, c->nmsgs + 1, sizeof *c->msgs) < 0) {
+    if (cn_grow((void **)&c->msgs, &c->capmsgs, c->nmsgs + 1, sizeof *c->msgs) < 0) {
         c->fatal = -ENOMEM;
         return NULL;
     }
@@ -441,7 +441,7 @@ static int ns_fd(struct ctx *c, const char *path)
 {
     if (c->render)
         return -1;                           /* encoded as 0xffffffff */
-    if (grow((void **)&c->fds, &c->capfds, c->nfds + 1, sizeof *c->fds) < 0)
+    if (cn_grow((void **)&c->fds, &c->capfds, c->nfds + 1, sizeof *c->fds) < 0)
         return -ENOMEM;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -450,14 +450,42 @@ static int ns_fd(struct ctx *c, const char *path)
     return fd;
 }
 
-static void put_common_link(struct ctx *c, const struct op *o)
+/* The op's attribute t as netlink attribute `type`, payload as queued (raw
+ * addresses; u32s, which are host-order in the batch as in netlink). */
+static void put_attr(struct nlbuf *b, uint16_t type, const struct op *o, int t)
 {
-    struct nlbuf *b = &c->pend;
-    nb_put_str(b, IFLA_IFNAME, str(o, CN_A_NAME));
-    if (has(o, CN_A_MTU))
-        nb_put_u32(b, IFLA_MTU, u32(o, CN_A_MTU));
-    if (has(o, CN_A_MAC))
-        nb_put(b, IFLA_ADDRESS, o->a[CN_A_MAC], (size_t)o->alen[CN_A_MAC]);
+    nb_put(b, type, o->a[t], (size_t)o->alen[t]);
+}
+
+static void put_attr_if(struct nlbuf *b, uint16_t type, const struct op *o, int t)
+{
+    if (has(o, t))
+        put_attr(b, type, o, t);
+}
+
+/* The MTU and MAC of a link request, when given. */
+static void put_mtu_mac(struct nlbuf *b, const struct op *o)
+{
+    put_attr_if(b, IFLA_MTU, o, CN_A_MTU);
+    put_attr_if(b, IFLA_ADDRESS, o, CN_A_MAC);
+}
+
+/* Open IFLA_LINKINFO naming the kind (kind_attr: IFLA_INFO_KIND, or
+ * IFLA_INFO_SLAVE_KIND for port settings); close it with nb_nest_end. */
+static size_t begin_linkinfo(struct nlbuf *b, uint16_t kind_attr, const char *kind)
+{
+    size_t li = nb_nest(b, IFLA_LINKINFO);
+    nb_put_str(b, kind_attr, kind);
+    return li;
+}
+
+/* ifi_change/ifi_flags for the op's boolean attribute t, when it has it. */
+static void put_flag(struct ifinfomsg *ifi, const struct op *o, int t, unsigned flag)
+{
+    if (has(o, t)) {
+        ifi->ifi_change |= flag;
+        ifi->ifi_flags |= u32(o, t) ? flag : 0;
+    }
 }
 
 /* A request could not even be built (missing link, bad namespace): send what
@@ -469,42 +497,89 @@ static void fail_before_send(struct ctx *c, int i, int err, const char *why)
         add_error(c, i, err, why);
 }
 
+/* The ifindex of `name` for op i, > 0; or 0 when the op goes no further: the
+ * flush resolving it needed reported errors, the link is missing and the op
+ * is a delete that accepts that, or op i was failed here ("<what> <name> not
+ * found"; no note when what is NULL). */
+static int resolve_for(struct ctx *c, int i, const char *name, const char *what)
+{
+    int idx = resolve(c, name);
+    if (idx >= 0)
+        return idx;
+    if (ignorable(&c->ops[i], -idx))
+        return 0;
+    char why[160] = "";
+    if (what)
+        snprintf(why, sizeof why, "%s %s not found", what, name);
+    fail_before_send(c, i, -idx, why);
+    return 0;
+}
+
+/* *fd: the namespace op i names in attribute t, for IFLA_NET_NS_FD (-1 when
+ * it names none, and in render mode). Returns 0; -1 when it cannot be opened,
+ * after failing op i ("<what> <path>"). */
+static int ns_fd_for(struct ctx *c, int i, int t, const char *what, int *fd)
+{
+    const struct op *o = &c->ops[i];
+    *fd = -1;
+    if (!has(o, t))
+        return 0;
+    *fd = ns_fd(c, str(o, t));
+    if (*fd < 0 && !c->render) {
+        char why[160];
+        snprintf(why, sizeof why, "%s %s", what, str(o, t));
+        fail_before_send(c, i, -*fd, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* A link request (RTM_NEWLINK / RTM_DELLINK) of op i naming the link by
+ * IFLA_IFNAME, which comes first. */
+static struct msgrec *link_msg(struct ctx *c, int i, int role, uint16_t type, uint16_t flags,
+                               const char *name)
+{
+    struct msgrec *m = new_msg(c, i, role, type, flags, sizeof(struct ifinfomsg));
+    if (m)
+        nb_put_str(&c->pend, IFLA_IFNAME, name);
+    return m;
+}
+
+/* The request creating op i's link, with its MTU and MAC. */
+static struct msgrec *new_link_msg(struct ctx *c, int i)
+{
+    const struct op *o = &c->ops[i];
+    struct msgrec *m = link_msg(c, i, ROLE_MAIN, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                                str(o, CN_A_NAME));
+    if (m)
+        put_mtu_mac(&c->pend, o);
+    return m;
+}
+
 static void build_op(struct ctx *c, int i)
 {
     const struct op *o = &c->ops[i];
     struct nlbuf *b = &c->pend;
     const char *name = str(o, CN_A_NAME);
-    char why[160];
     struct msgrec *m;
 
     switch (o->code) {
     case CN_OP_ADD_VETH: {
-        int pfd = -1;
-        if (has(o, CN_A_PEER_NETNS)) {
-            pfd = ns_fd(c, str(o, CN_A_PEER_NETNS));
-            if (pfd < 0 && !c->render) {
-                snprintf(why, sizeof why, "peer namespace %s", str(o, CN_A_PEER_NETNS));
-                fail_before_send(c, i, -pfd, why);
-                return;
-            }
-        }
-        m = new_msg(c, i, ROLE_MAIN, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
-                    sizeof(struct ifinfomsg));
+        int pfd;
+        if (ns_fd_for(c, i, CN_A_PEER_NETNS, "peer namespace", &pfd) < 0)
+            return;
+        m = new_link_msg(c, i);
         if (m == NULL)
             return;
-        put_common_link(c, o);
-        size_t li = nb_nest(b, IFLA_LINKINFO);
-        nb_put_str(b, IFLA_INFO_KIND, "veth");
+        size_t li = begin_linkinfo(b, IFLA_INFO_KIND, "veth");
         size_t data = nb_nest(b, IFLA_INFO_DATA);
         size_t peer = nb_nest(b, VETH_INFO_PEER);
         nb_raw(b, sizeof(struct ifinfomsg));
         nb_put_str(b, IFLA_IFNAME, str(o, CN_A_PEER));
         if (has(o, CN_A_PEER_NETNS))
             nb_put_u32(b, IFLA_NET_NS_FD, (uint32_t)pfd);
-        if (has(o, CN_A_MTU))
-            nb_put_u32(b, IFLA_MTU, u32(o, CN_A_MTU));
-        if (has(o, CN_A_PEER_MAC))
-            nb_put(b, IFLA_ADDRESS, o->a[CN_A_PEER_MAC], (size_t)o->alen[CN_A_PEER_MAC]);
+        put_attr_if(b, IFLA_MTU, o, CN_A_MTU);
+        put_attr_if(b, IFLA_ADDRESS, o, CN_A_PEER_MAC);
         nb_nest_end(b, peer);
         nb_nest_end(b, data);
         nb_nest_end(b, li);
@@ -515,13 +590,10 @@ static void build_op(struct ctx *c, int i)
         return;
     }
     case CN_OP_ADD_BRIDGE: {
-        m = new_msg(c, i, ROLE_MAIN, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
-                    sizeof(struct ifinfomsg));
+        m = new_link_msg(c, i);
         if (m == NULL)
             return;
-        put_common_link(c, o);
-        size_t li = nb_nest(b, IFLA_LINKINFO);
-        nb_put_str(b, IFLA_INFO_KIND, "bridge");
+        size_t li = begin_linkinfo(b, IFLA_INFO_KIND, "bridge");
         if (has(o, CN_A_VLAN_FILTERING)) {
             size_t data = nb_nest(b, IFLA_INFO_DATA);
             nb_put_u8(b, IFLA_BR_VLAN_FILTERING, u32(o, CN_A_VLAN_FILTERING) ? 1 : 0);
@@ -535,46 +607,28 @@ static void build_op(struct ctx *c, int i)
     case CN_OP_ADD_MACVLAN:
     case CN_OP_ADD_IPVLAN:
     case CN_OP_ADD_VLAN: {
-        int lower = resolve(c, str(o, CN_A_MASTER));
+        int lower = resolve_for(c, i, str(o, CN_A_MASTER), "master link");
         if (lower == 0)
             return;
-        if (lower < 0) {
-            snprintf(why, sizeof why, "master link %s not found", str(o, CN_A_MASTER));
-            fail_before_send(c, i, -lower, why);
+        int nfd;
+        if (ns_fd_for(c, i, CN_A_NETNS, "namespace", &nfd) < 0)
             return;
-        }
-        int nfd = -1;
-        if (has(o, CN_A_NETNS)) {
-            nfd = ns_fd(c, str(o, CN_A_NETNS));
-            if (nfd < 0 && !c->render) {
-                snprintf(why, sizeof why, "namespace %s", str(o, CN_A_NETNS));
-                fail_before_send(c, i, -nfd, why);
-                return;
-            }
-        }
-        m = new_msg(c, i, ROLE_MAIN, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
-                    sizeof(struct ifinfomsg));
+        m = new_link_msg(c, i);
         if (m == NULL)
             return;
-        put_common_link(c, o);
         nb_put_u32(b, IFLA_LINK, (uint32_t)lower);
         if (has(o, CN_A_NETNS))
             nb_put_u32(b, IFLA_NET_NS_FD, (uint32_t)nfd);
-        size_t li = nb_nest(b, IFLA_LINKINFO);
-        size_t data;
+        const char *kind = o->code == CN_OP_ADD_MACVLAN ? "macvlan"
+                           : o->code == CN_OP_ADD_IPVLAN ? "ipvlan" : "vlan";
+        size_t li = begin_linkinfo(b, IFLA_INFO_KIND, kind);
+        size_t data = nb_nest(b, IFLA_INFO_DATA);
         if (o->code == CN_OP_ADD_MACVLAN) {
-            nb_put_str(b, IFLA_INFO_KIND, "macvlan");
-            data = nb_nest(b, IFLA_INFO_DATA);
-            nb_put_u32(b, IFLA_MACVLAN_MODE, has(o, CN_A_MODE) ? u32(o, CN_A_MODE)
-                                                                : MACVLAN_MODE_BRIDGE);
+            nb_put_u32(b, IFLA_MACVLAN_MODE, u32_or(o, CN_A_MODE, MACVLAN_MODE_BRIDGE));
         } else if (o->code == CN_OP_ADD_IPVLAN) {
-            nb_put_str(b, IFLA_INFO_KIND, "ipvlan");
-            data = nb_nest(b, IFLA_INFO_DATA);
             nb_put_u16(b, IFLA_IPVLAN_MODE, (uint16_t)u32(o, CN_A_MODE));
             nb_put_u16(b, IFLA_IPVLAN_FLAGS, (uint16_t)u32(o, CN_A_IPVLAN_FLAG));
         } else {
-            nb_put_str(b, IFLA_INFO_KIND, "vlan");
-            data = nb_nest(b, IFLA_INFO_DATA);
             nb_put_u16(b, IFLA_VLAN_ID, (uint16_t)u32(o, CN_A_VLAN_ID));
         }
         nb_nest_end(b, data);
@@ -587,34 +641,19 @@ static void build_op(struct ctx *c, int i)
     case CN_OP_SET_LINK: {
         int master = 0, index = 0;
         if (has(o, CN_A_MASTER)) {
-            master = resolve(c, str(o, CN_A_MASTER));
+            master = resolve_for(c, i, str(o, CN_A_MASTER), "master link");
             if (master == 0)
                 return;
-            if (master < 0) {
-                snprintf(why, sizeof why, "master link %s not found", str(o, CN_A_MASTER));
-                fail_before_send(c, i, -master, why);
-                return;
-            }
         }
         if (has(o, CN_A_RENAME)) {
             /* A rename needs the index: IFLA_IFNAME then carries the new name. */
-            index = resolve(c, name);
+            index = resolve_for(c, i, name, NULL);
             if (index == 0)
                 return;
-            if (index < 0) {
-                fail_before_send(c, i, -index, "");
-                return;
-            }
         }
-        int nfd = -1;
-        if (has(o, CN_A_NETNS)) {
-            nfd = ns_fd(c, str(o, CN_A_NETNS));
-            if (nfd < 0 && !c->render) {
-                snprintf(why, sizeof why, "namespace %s", str(o, CN_A_NETNS));
-                fail_before_send(c, i, -nfd, why);
-                return;
-            }
-        }
+        int nfd;
+        if (ns_fd_for(c, i, CN_A_NETNS, "namespace", &nfd) < 0)
+            return;
         const uint32_t main_attrs = (1u << CN_A_UP) | (1u << CN_A_MTU) | (1u << CN_A_MAC) |
                                     (1u << CN_A_MASTER) | (1u << CN_A_RENAME) |
                                     (1u << CN_A_PROMISC) | (1u << CN_A_ALIAS);
@@ -622,24 +661,14 @@ static void build_op(struct ctx *c, int i)
                         !(has(o, CN_A_HAIRPIN) || has(o, CN_A_NETNS));
         const char *cur = has(o, CN_A_RENAME) ? str(o, CN_A_RENAME) : name;
         if (want_main) {
-            m = new_msg(c, i, ROLE_MAIN, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
+            m = link_msg(c, i, ROLE_MAIN, RTM_NEWLINK, 0, cur);
             if (m == NULL)
                 return;
             struct ifinfomsg *ifi = nb_hdr(b, m->off);
             ifi->ifi_index = index;
-            if (has(o, CN_A_UP)) {
-                ifi->ifi_change |= IFF_UP;
-                ifi->ifi_flags |= u32(o, CN_A_UP) ? IFF_UP : 0;
-            }
-            if (has(o, CN_A_PROMISC)) {
-                ifi->ifi_change |= IFF_PROMISC;
-                ifi->ifi_flags |= u32(o, CN_A_PROMISC) ? IFF_PROMISC : 0;
-            }
-            nb_put_str(b, IFLA_IFNAME, cur);
-            if (has(o, CN_A_MTU))
-                nb_put_u32(b, IFLA_MTU, u32(o, CN_A_MTU));
-            if (has(o, CN_A_MAC))
-                nb_put(b, IFLA_ADDRESS, o->a[CN_A_MAC], (size_t)o->alen[CN_A_MAC]);
+            put_flag(ifi, o, CN_A_UP, IFF_UP);
+            put_flag(ifi, o, CN_A_PROMISC, IFF_PROMISC);
+            put_mtu_mac(b, o);
             if (has(o, CN_A_MASTER))
                 nb_put_u32(b, IFLA_MASTER, (uint32_t)master);
             else if (o->flags & CN_F_NOMASTER)
@@ -653,12 +682,10 @@ static void build_op(struct ctx *c, int i)
         if (has(o, CN_A_HAIRPIN)) {
             /* Bridge-port data is applied before IFLA_MASTER of the same
              * request, so hairpin is a request of its own, after the main one. */
-            m = new_msg(c, i, ROLE_HAIRPIN, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
+            m = link_msg(c, i, ROLE_HAIRPIN, RTM_NEWLINK, 0, cur);
             if (m == NULL)
                 return;
-            nb_put_str(b, IFLA_IFNAME, cur);
-            size_t li = nb_nest(b, IFLA_LINKINFO);
-            nb_put_str(b, IFLA_INFO_SLAVE_KIND, "bridge");
+            size_t li = begin_linkinfo(b, IFLA_INFO_SLAVE_KIND, "bridge");
             size_t sd = nb_nest(b, IFLA_INFO_SLAVE_DATA);
             nb_put_u8(b, IFLA_BRPORT_MODE, u32(o, CN_A_HAIRPIN) ? 1 : 0);
             nb_nest_end(b, sd);
@@ -666,10 +693,9 @@ static void build_op(struct ctx *c, int i)
             end_msg(c, m);
         }
         if (has(o, CN_A_NETNS)) {
-            m = new_msg(c, i, ROLE_MOVE, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
+            m = link_msg(c, i, ROLE_MOVE, RTM_NEWLINK, 0, cur);
             if (m == NULL)
                 return;
-            nb_put_str(b, IFLA_IFNAME, cur);
             nb_put_u32(b, IFLA_NET_NS_FD, (uint32_t)nfd);
             end_msg(c, m);
         }
@@ -682,27 +708,18 @@ static void build_op(struct ctx *c, int i)
         return;
     }
     case CN_OP_DEL_LINK: {
-        m = new_msg(c, i, ROLE_MAIN, RTM_DELLINK, 0, sizeof(struct ifinfomsg));
+        m = link_msg(c, i, ROLE_MAIN, RTM_DELLINK, 0, name);
         if (m == NULL)
             return;
-        nb_put_str(b, IFLA_IFNAME, name);
         end_msg(c, m);
         mark_dirty(c, name);
         return;
     }
     case CN_OP_ADD_ADDR:
     case CN_OP_DEL_ADDR: {
-        const char *dev = str(o, CN_A_IFNAME);
-        int index = resolve(c, dev);
+        int index = resolve_for(c, i, str(o, CN_A_IFNAME), "link");
         if (index == 0)
             return;
-        if (index < 0) {
-            if (o->code == CN_OP_DEL_ADDR && ignorable(o, -index))
-                return;
-            snprintf(why, sizeof why, "link %s not found", dev);
-            fail_before_send(c, i, -index, why);
-            return;
-        }
         int add = o->code == CN_OP_ADD_ADDR;
         m = new_msg(c, i, ROLE_MAIN, add ? RTM_NEWADDR : RTM_DELADDR,
                     add ? NLM_F_CREATE | NLM_F_EXCL : 0, sizeof(struct ifaddrmsg));
@@ -715,8 +732,8 @@ static void build_op(struct ctx *c, int i)
         int nodad = add && (o->flags & CN_F_NODAD) && ifa->ifa_family == AF_INET6;
         if (nodad)
             ifa->ifa_flags = IFA_F_NODAD;
-        nb_put(b, IFA_LOCAL, o->a[CN_A_ADDR], (size_t)o->alen[CN_A_ADDR]);
-        nb_put(b, IFA_ADDRESS, o->a[CN_A_ADDR], (size_t)o->alen[CN_A_ADDR]);
+        put_attr(b, IFA_LOCAL, o, CN_A_ADDR);
+        put_attr(b, IFA_ADDRESS, o, CN_A_ADDR);
         uint32_t plen = u32(o, CN_A_PREFIXLEN);
         if (add && o->alen[CN_A_ADDR] == 4 && plen < 31) {
             /* IPv4 gets its broadcast address, as the Go plugins (and ip "brd +") do. */
@@ -735,17 +752,9 @@ static void build_op(struct ctx *c, int i)
         int add = o->code == CN_OP_ADD_ROUTE;
         int oif = 0;
         if (has(o, CN_A_IFNAME)) {
-            const char *dev = str(o, CN_A_IFNAME);
-            oif = resolve(c, dev);
+            oif = resolve_for(c, i, str(o, CN_A_IFNAME), "link");
             if (oif == 0)
                 return;
-            if (oif < 0) {
-                if (!add && ignorable(o, -oif))
-                    return;
-                snprintf(why, sizeof why, "link %s not found", dev);
-                fail_before_send(c, i, -oif, why);
-                return;
-            }
         }
         uint16_t flags = 0;
         if (add)
@@ -754,57 +763,41 @@ static void build_op(struct ctx *c, int i)
                     sizeof(struct rtmsg));
         if (m == NULL)
             return;
-        uint32_t table = has(o, CN_A_TABLE) ? u32(o, CN_A_TABLE) : RT_TABLE_MAIN;
+        uint32_t table = u32_or(o, CN_A_TABLE, RT_TABLE_MAIN);
         struct rtmsg *rt = nb_hdr(b, m->off);
         rt->rtm_family = (uint8_t)u32(o, CN_A_FAMILY);
         rt->rtm_dst_len = (uint8_t)u32(o, CN_A_PREFIXLEN);
         rt->rtm_table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
-        if (add) {
-            rt->rtm_protocol = has(o, CN_A_PROTO) ? (uint8_t)u32(o, CN_A_PROTO) : RTPROT_BOOT;
-            rt->rtm_type = RTN_UNICAST;
-            if (has(o, CN_A_SCOPE))
-                rt->rtm_scope = (uint8_t)u32(o, CN_A_SCOPE);
-            else if (rt->rtm_family == AF_INET && !has(o, CN_A_GATEWAY))
-                rt->rtm_scope = RT_SCOPE_LINK;      /* as `ip route` does */
-            else
-                rt->rtm_scope = RT_SCOPE_UNIVERSE;
-        } else {
-            rt->rtm_protocol = has(o, CN_A_PROTO) ? (uint8_t)u32(o, CN_A_PROTO) : RTPROT_UNSPEC;
-            rt->rtm_type = RTN_UNSPEC;
-            rt->rtm_scope = has(o, CN_A_SCOPE) ? (uint8_t)u32(o, CN_A_SCOPE) : RT_SCOPE_NOWHERE;
-        }
+        /* What an unset protocol and scope mean: for an add, what `ip route`
+         * puts (link scope for an IPv4 route without gateway); for a delete,
+         * "any". */
+        uint32_t scope = !add ? RT_SCOPE_NOWHERE
+                         : rt->rtm_family == AF_INET && !has(o, CN_A_GATEWAY) ? RT_SCOPE_LINK
+                         : RT_SCOPE_UNIVERSE;
+        rt->rtm_protocol = (uint8_t)u32_or(o, CN_A_PROTO, add ? RTPROT_BOOT : RTPROT_UNSPEC);
+        rt->rtm_scope = (uint8_t)u32_or(o, CN_A_SCOPE, scope);
+        rt->rtm_type = add ? RTN_UNICAST : RTN_UNSPEC;
         nb_put_u32(b, RTA_TABLE, table);
         if (has(o, CN_A_DST) && u32(o, CN_A_PREFIXLEN) > 0)
-            nb_put(b, RTA_DST, o->a[CN_A_DST], (size_t)o->alen[CN_A_DST]);
-        if (has(o, CN_A_GATEWAY))
-            nb_put(b, RTA_GATEWAY, o->a[CN_A_GATEWAY], (size_t)o->alen[CN_A_GATEWAY]);
+            put_attr(b, RTA_DST, o, CN_A_DST);
+        put_attr_if(b, RTA_GATEWAY, o, CN_A_GATEWAY);
         if (oif)
             nb_put_u32(b, RTA_OIF, (uint32_t)oif);
-        if (has(o, CN_A_PRIORITY))
-            nb_put_u32(b, RTA_PRIORITY, u32(o, CN_A_PRIORITY));
-        if (has(o, CN_A_SRC))
-            nb_put(b, RTA_PREFSRC, o->a[CN_A_SRC], (size_t)o->alen[CN_A_SRC]);
+        put_attr_if(b, RTA_PRIORITY, o, CN_A_PRIORITY);
+        put_attr_if(b, RTA_PREFSRC, o, CN_A_SRC);
         if (add && (has(o, CN_A_MTU) || has(o, CN_A_ADVMSS))) {
             size_t mx = nb_nest(b, RTA_METRICS);
-            if (has(o, CN_A_MTU))
-                nb_put_u32(b, RTAX_MTU, u32(o, CN_A_MTU));
-            if (has(o, CN_A_ADVMSS))
-                nb_put_u32(b, RTAX_ADVMSS, u32(o, CN_A_ADVMSS));
+            put_attr_if(b, RTAX_MTU, o, CN_A_MTU);
+            put_attr_if(b, RTAX_ADVMSS, o, CN_A_ADVMSS);
             nb_nest_end(b, mx);
         }
         end_msg(c, m);
         return;
     }
     case CN_OP_ADD_NEIGH: {
-        const char *dev = str(o, CN_A_IFNAME);
-        int index = resolve(c, dev);
+        int index = resolve_for(c, i, str(o, CN_A_IFNAME), "link");
         if (index == 0)
             return;
-        if (index < 0) {
-            snprintf(why, sizeof why, "link %s not found", dev);
-            fail_before_send(c, i, -index, why);
-            return;
-        }
         uint16_t flags = NLM_F_CREATE | ((o->flags & CN_F_REPLACE) ? NLM_F_REPLACE : NLM_F_EXCL);
         m = new_msg(c, i, ROLE_MAIN, RTM_NEWNEIGH, flags, sizeof(struct ndmsg));
         if (m == NULL)
@@ -813,8 +806,8 @@ static void build_op(struct ctx *c, int i)
         nd->ndm_family = (uint8_t)u32(o, CN_A_FAMILY);
         nd->ndm_ifindex = index;
         nd->ndm_state = (o->flags & CN_F_PERMANENT) ? NUD_PERMANENT : NUD_REACHABLE;
-        nb_put(b, NDA_DST, o->a[CN_A_ADDR], (size_t)o->alen[CN_A_ADDR]);
-        nb_put(b, NDA_LLADDR, o->a[CN_A_LLADDR], (size_t)o->alen[CN_A_LLADDR]);
+        put_attr(b, NDA_DST, o, CN_A_ADDR);
+        put_attr(b, NDA_LLADDR, o, CN_A_LLADDR);
         end_msg(c, m);
         return;
     }
@@ -875,8 +868,7 @@ static void read_ack(struct ctx *c, const unsigned char *p, size_t n, uint32_t s
                      int *got)
 {
     const struct nlmsghdr *h = (const struct nlmsghdr *)p;
-    size_t rem = n;
-    while (rem >= NLMSG_HDRLEN && h->nlmsg_len >= NLMSG_HDRLEN && h->nlmsg_len <= rem) {
+    for (size_t rem = n; cn_nlmsg_ok(h, rem); h = cn_nlmsg_next(h, &rem)) {
         if (h->nlmsg_type == NLMSG_ERROR &&
             h->nlmsg_len >= NLMSG_HDRLEN + sizeof(struct nlmsgerr)) {
             const struct nlmsgerr *err = NLMSG_DATA(h);
@@ -901,11 +893,6 @@ static void read_ack(struct ctx *c, const unsigned char *p, size_t n, uint32_t s
                 }
             }
         }
-        size_t adv = NLMSG_ALIGN(h->nlmsg_len);
-        if (adv >= rem)
-            break;
-        rem -= adv;
-        h = (const struct nlmsghdr *)((const char *)h + adv);
     }
 }
 
@@ -1028,12 +1015,9 @@ static int flush(struct ctx *c)
             } else if (ignorable(o, m->res)) {
                 m->res = 0;
             } else {
-                if ((m->res == ENOBUFS || m->res == ETIMEDOUT) && is_create(o->code) &&
-                    m->role == ROLE_MAIN) {
+                if ((m->res == ENOBUFS || m->res == ETIMEDOUT) && creates(o, m)) {
                     /* Unknown outcome: try to remove it in the rollback too. */
-                    const char *ns = o->code == CN_OP_ADD_VETH || o->code == CN_OP_ADD_BRIDGE
-                                         ? NULL : str(o, CN_A_NETNS);
-                    note_created(c, ns, str(o, CN_A_NAME), m->op);
+                    note_created(c, created_ns(o), str(o, CN_A_NAME), m->op);
                 }
                 add_error(c, m->op, m->res, m->emsg);
                 failed = 1;
@@ -1132,8 +1116,24 @@ static void rollback(struct ctx *c)
 
 /* ---- entry points ---------------------------------------------------- */
 
+/* Failures go to errs (room for errs_cap), counters to *stats (zeroed; NULL: none). */
+static void ctx_init(struct ctx *c, struct cn_err *errs, int errs_cap, struct cn_stats *stats)
+{
+    memset(c, 0, sizeof *c);
+    c->sock = -1;
+    c->errs = errs;
+    c->caperr = errs_cap;
+    c->st = stats ? stats : &c->own_st;
+    memset(c->st, 0, sizeof *c->st);
+    nb_init(&c->pend);
+    nb_init(&c->out);
+}
+
+/* Everything but the render output. */
 static void ctx_free(struct ctx *c)
 {
+    if (c->sock >= 0)
+        close(c->sock);
     close_phase_fds(c);
     nb_free(&c->pend);
     free(c->msgs);
@@ -1190,21 +1190,11 @@ static int run(struct ctx *c, const unsigned char *buf, size_t len)
 int cn_batch_commit(const char *netns, const unsigned char *buf, size_t len, int rcvbuf,
                     struct cn_err *errs, int errs_cap, struct cn_stats *stats)
 {
-    struct cn_stats dummy;
     struct ctx c;
-    memset(&c, 0, sizeof c);
+    ctx_init(&c, errs, errs_cap, stats);
     c.netns = netns;
-    c.sock = -1;
     c.rcvbuf = rcvbuf;
-    c.errs = errs;
-    c.caperr = errs_cap;
-    c.st = stats ? stats : &dummy;
-    memset(c.st, 0, sizeof *c.st);
-    nb_init(&c.pend);
-    nb_init(&c.out);
     int rc = run(&c, buf, len);
-    if (c.sock >= 0)
-        close(c.sock);
     ctx_free(&c);
     nb_free(&c.out);
     return rc;
@@ -1214,18 +1204,10 @@ int cn_batch_render(const unsigned char *buf, size_t len, const char *names,
                     unsigned char **out, size_t *outlen,
                     struct cn_err *errs, int errs_cap, struct cn_stats *stats)
 {
-    struct cn_stats dummy;
     struct ctx c;
-    memset(&c, 0, sizeof c);
+    ctx_init(&c, errs, errs_cap, stats);
     c.render = 1;
     c.names = names ? names : "";
-    c.sock = -1;
-    c.errs = errs;
-    c.caperr = errs_cap;
-    c.st = stats ? stats : &dummy;
-    memset(c.st, 0, sizeof *c.st);
-    nb_init(&c.pend);
-    nb_init(&c.out);
     *out = NULL;
     *outlen = 0;
     int rc = run(&c, buf, len);

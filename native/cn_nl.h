@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <linux/netlink.h>
 
 /* A growable buffer of netlink messages. Positions are offsets, never
@@ -59,5 +60,46 @@ int cn_ifname(int sock, int index, char name[16]);     /* 0 or -errno */
 
 /* Fill tb[0..max] with the attributes in [start, start+len); later duplicates win. */
 void cn_parse_attrs(struct nlattr **tb, int max, const void *start, int len);
+/* The same for the attributes of message h after its family header of hdrlen
+ * bytes (the caller checked that h holds that header), and for those nested
+ * in attribute nest. */
+void cn_parse_msg(struct nlattr **tb, int max, const struct nlmsghdr *h, size_t hdrlen);
+void cn_parse_nested(struct nlattr **tb, int max, const struct nlattr *nest);
+
+/* Walking the messages of one datagram of rem bytes:
+ *   for (h = buf; cn_nlmsg_ok(h, rem); h = cn_nlmsg_next(h, &rem)) ...
+ * A message that claims more than is left ends the walk. */
+static inline int cn_nlmsg_ok(const struct nlmsghdr *h, size_t rem)
+{
+    return rem >= NLMSG_HDRLEN && h->nlmsg_len >= NLMSG_HDRLEN && h->nlmsg_len <= rem;
+}
+
+static inline const struct nlmsghdr *cn_nlmsg_next(const struct nlmsghdr *h, size_t *rem)
+{
+    size_t adv = NLMSG_ALIGN(h->nlmsg_len);
+    if (adv >= *rem) {
+        *rem = 0;                            /* that was the last one */
+        return h;
+    }
+    *rem -= adv;
+    return (const struct nlmsghdr *)((const char *)h + adv);
+}
+
+/* Make room for `need` elements of `size` bytes in the array *p of *cap
+ * (doubling, from 16). Returns 0, or -1 when out of memory (*p unchanged). */
+static inline int cn_grow(void **p, int *cap, int need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    int n = *cap ? *cap * 2 : 16;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, (size_t)n * size);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
 
 #endif

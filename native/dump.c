@@ -35,14 +35,8 @@ struct vec {
 
 static void *vec_add(struct vec *v)
 {
-    if (v->n == v->cap) {
-        int cap = v->cap ? v->cap * 2 : 16;
-        void *q = realloc(v->p, (size_t)cap * v->size);
-        if (q == NULL)
-            return NULL;
-        v->p = q;
-        v->cap = cap;
-    }
+    if (cn_grow(&v->p, &v->cap, v->n + 1, v->size) < 0)
+        return NULL;
     void *r = (char *)v->p + (size_t)v->n++ * v->size;
     memset(r, 0, v->size);
     return r;
@@ -105,9 +99,7 @@ static int nl_request(int sock, struct nlbuf *req, uint16_t want_type, dump_cb c
             break;
         }
         const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
-        size_t rem = (size_t)n;
-        while (!done && rem >= NLMSG_HDRLEN && h->nlmsg_len >= NLMSG_HDRLEN &&
-               h->nlmsg_len <= rem) {
+        for (size_t rem = (size_t)n; !done && cn_nlmsg_ok(h, rem); h = cn_nlmsg_next(h, &rem)) {
             if (h->nlmsg_seq == seq) {
                 if (h->nlmsg_type == NLMSG_DONE) {
                     done = 1;
@@ -123,20 +115,20 @@ static int nl_request(int sock, struct nlbuf *req, uint16_t want_type, dump_cb c
                         done = 1;
                 }
             }
-            size_t adv = NLMSG_ALIGN(h->nlmsg_len);
-            if (adv >= rem)
-                break;
-            rem -= adv;
-            h = (const struct nlmsghdr *)((const char *)h + adv);
         }
     }
     free(buf);
     return rc;
 }
 
-static void fmt_hw(char *out, size_t outlen, const unsigned char *p, int len)
+/* A hardware address attribute as "aa:bb:..", "" when absent. */
+static void fmt_hw(char *out, size_t outlen, const struct nlattr *a)
 {
     out[0] = '\0';
+    if (a == NULL)
+        return;
+    const unsigned char *p = CN_NLA_DATA(a);
+    int len = CN_NLA_LEN(a);
     size_t pos = 0;
     for (int i = 0; i < len && pos + 4 <= outlen; i++)
         pos += (size_t)snprintf(out + pos, outlen - pos, i ? ":%02x" : "%02x", p[i]);
@@ -184,8 +176,7 @@ static void nla_str(char *out, size_t outlen, const struct nlattr *a)
 
 struct link_ctx {
     struct vec v;
-    int *master;                 /* parallel: master ifindex per link */
-    int capm;
+    struct vec master;           /* parallel: master ifindex (int) per link */
 };
 
 static int link_cb(const struct nlmsghdr *h, void *arg)
@@ -195,19 +186,13 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
         return 0;
     const struct ifinfomsg *ifi = NLMSG_DATA(h);
     struct nlattr *tb[IFLA_MAX + 1];
-    cn_parse_attrs(tb, IFLA_MAX, (const char *)ifi + NLMSG_ALIGN(sizeof *ifi),
-                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *ifi))));
+    cn_parse_msg(tb, IFLA_MAX, h, sizeof *ifi);
     struct cn_link *l = vec_add(&lc->v);
     if (l == NULL)
         return -ENOMEM;
-    if (lc->v.n > lc->capm) {
-        int cap = lc->capm ? lc->capm * 2 : 16;
-        int *q = realloc(lc->master, (size_t)cap * sizeof *q);
-        if (q == NULL)
-            return -ENOMEM;
-        lc->master = q;
-        lc->capm = cap;
-    }
+    int *master = vec_add(&lc->master);
+    if (master == NULL)
+        return -ENOMEM;
     l->index = ifi->ifi_index;
     l->up = (ifi->ifi_flags & IFF_UP) != 0;
     l->promisc = (ifi->ifi_flags & IFF_PROMISC) != 0;
@@ -215,9 +200,8 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
     l->vlan_filtering = -1;
     nla_str(l->name, sizeof l->name, tb[IFLA_IFNAME]);
     l->mtu = nla_u32(tb[IFLA_MTU]);
-    if (tb[IFLA_ADDRESS])
-        fmt_hw(l->mac, sizeof l->mac, CN_NLA_DATA(tb[IFLA_ADDRESS]), CN_NLA_LEN(tb[IFLA_ADDRESS]));
-    lc->master[lc->v.n - 1] = (int)nla_u32(tb[IFLA_MASTER]);
+    fmt_hw(l->mac, sizeof l->mac, tb[IFLA_ADDRESS]);
+    *master = (int)nla_u32(tb[IFLA_MASTER]);
     if (tb[IFLA_LINK]) {
         l->has_link = 1;
         l->link = (int)nla_u32(tb[IFLA_LINK]);
@@ -229,15 +213,13 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
     nla_str(l->alias, sizeof l->alias, tb[IFLA_IFALIAS]);
     if (tb[IFLA_LINKINFO]) {
         struct nlattr *li[IFLA_INFO_MAX + 1];
-        cn_parse_attrs(li, IFLA_INFO_MAX, CN_NLA_DATA(tb[IFLA_LINKINFO]),
-                       CN_NLA_LEN(tb[IFLA_LINKINFO]));
+        cn_parse_nested(li, IFLA_INFO_MAX, tb[IFLA_LINKINFO]);
         nla_str(l->kind, sizeof l->kind, li[IFLA_INFO_KIND]);
         if (strcmp(l->kind, "bridge") == 0) {
             l->vlan_filtering = 0;
             if (li[IFLA_INFO_DATA]) {
                 struct nlattr *br[IFLA_BR_MAX + 1];
-                cn_parse_attrs(br, IFLA_BR_MAX, CN_NLA_DATA(li[IFLA_INFO_DATA]),
-                               CN_NLA_LEN(li[IFLA_INFO_DATA]));
+                cn_parse_nested(br, IFLA_BR_MAX, li[IFLA_INFO_DATA]);
                 l->vlan_filtering = nla_u8(br[IFLA_BR_VLAN_FILTERING]) != 0;
             }
         }
@@ -247,8 +229,7 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
             l->hairpin = 0;
             if (li[IFLA_INFO_SLAVE_DATA]) {
                 struct nlattr *bp[IFLA_BRPORT_MAX + 1];
-                cn_parse_attrs(bp, IFLA_BRPORT_MAX, CN_NLA_DATA(li[IFLA_INFO_SLAVE_DATA]),
-                               CN_NLA_LEN(li[IFLA_INFO_SLAVE_DATA]));
+                cn_parse_nested(bp, IFLA_BRPORT_MAX, li[IFLA_INFO_SLAVE_DATA]);
                 l->hairpin = nla_u8(bp[IFLA_BRPORT_MODE]) != 0;
             }
         }
@@ -275,7 +256,7 @@ int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
     int sock = cn_nl_socket(netns);
     if (sock < 0)
         return sock;
-    struct link_ctx lc = {.v = {.size = sizeof(struct cn_link)}};
+    struct link_ctx lc = {.v = {.size = sizeof(struct cn_link)}, .master = {.size = sizeof(int)}};
     struct nlbuf b;
     nb_init(&b);
     int rc = getlink_req(&b, name, 1);
@@ -287,8 +268,9 @@ int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
     if (rc == 0) {
         struct names nm = {.sock = sock};
         struct cn_link *l = lc.v.p;
+        const int *master = lc.master.p;
         for (int i = 0; i < lc.v.n; i++) {
-            int m = lc.master[i];
+            int m = master[i];
             if (m <= 0)
                 continue;
             for (int j = 0; j < lc.v.n && !l[i].master[0]; j++)
@@ -299,7 +281,7 @@ int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
         }
     }
     close(sock);
-    free(lc.master);
+    free(lc.master.p);
     if (rc < 0) {
         free(lc.v.p);
         return rc;
@@ -316,19 +298,29 @@ struct dump_ctx {
     int family;
 };
 
+/* The family header (ifaddrmsg, rtmsg, ndmsg: hdrlen bytes, the family
+ * first) of a dumped message the dump keeps: long enough, IPv4 or IPv6, and
+ * of the family asked for (0: both). NULL for any other. */
+static const void *wanted(const struct dump_ctx *dc, const struct nlmsghdr *h, size_t hdrlen)
+{
+    if (h->nlmsg_len < NLMSG_LENGTH(hdrlen))
+        return NULL;
+    const unsigned char *family = NLMSG_DATA(h);
+    if (*family != AF_INET && *family != AF_INET6)
+        return NULL;
+    if (dc->family && *family != dc->family)
+        return NULL;
+    return family;
+}
+
 static int addr_cb(const struct nlmsghdr *h, void *arg)
 {
     struct dump_ctx *dc = arg;
-    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifaddrmsg)))
-        return 0;
-    const struct ifaddrmsg *ifa = NLMSG_DATA(h);
-    if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)
-        return 0;
-    if (dc->family && ifa->ifa_family != dc->family)
+    const struct ifaddrmsg *ifa = wanted(dc, h, sizeof *ifa);
+    if (ifa == NULL)
         return 0;
     struct nlattr *tb[IFA_MAX + 1];
-    cn_parse_attrs(tb, IFA_MAX, (const char *)ifa + NLMSG_ALIGN(sizeof *ifa),
-                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *ifa))));
+    cn_parse_msg(tb, IFA_MAX, h, sizeof *ifa);
     struct cn_addr *a = vec_add(&dc->v);
     if (a == NULL)
         return -ENOMEM;
@@ -344,16 +336,11 @@ static int addr_cb(const struct nlmsghdr *h, void *arg)
 static int neigh_cb(const struct nlmsghdr *h, void *arg)
 {
     struct dump_ctx *dc = arg;
-    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ndmsg)))
-        return 0;
-    const struct ndmsg *nd = NLMSG_DATA(h);
-    if (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6)
-        return 0;
-    if (dc->family && nd->ndm_family != dc->family)
+    const struct ndmsg *nd = wanted(dc, h, sizeof *nd);
+    if (nd == NULL)
         return 0;
     struct nlattr *tb[NDA_MAX + 1];
-    cn_parse_attrs(tb, NDA_MAX, (const char *)nd + NLMSG_ALIGN(sizeof *nd),
-                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *nd))));
+    cn_parse_msg(tb, NDA_MAX, h, sizeof *nd);
     struct cn_neigh *n = vec_add(&dc->v);
     if (n == NULL)
         return -ENOMEM;
@@ -362,8 +349,7 @@ static int neigh_cb(const struct nlmsghdr *h, void *arg)
     n->state = nd->ndm_state;
     n->flags = nd->ndm_flags;
     fmt_ip(n->dst, sizeof n->dst, n->family, tb[NDA_DST]);
-    if (tb[NDA_LLADDR])
-        fmt_hw(n->lladdr, sizeof n->lladdr, CN_NLA_DATA(tb[NDA_LLADDR]), CN_NLA_LEN(tb[NDA_LLADDR]));
+    fmt_hw(n->lladdr, sizeof n->lladdr, tb[NDA_LLADDR]);
     name_of(&dc->nm, n->index, n->ifname);
     return 0;
 }
@@ -371,18 +357,11 @@ static int neigh_cb(const struct nlmsghdr *h, void *arg)
 static int route_cb(const struct nlmsghdr *h, void *arg)
 {
     struct dump_ctx *dc = arg;
-    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
-        return 0;
-    const struct rtmsg *rt = NLMSG_DATA(h);
-    if (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)
-        return 0;
-    if (dc->family && rt->rtm_family != dc->family)
-        return 0;
-    if (rt->rtm_flags & RTM_F_CLONED)
+    const struct rtmsg *rt = wanted(dc, h, sizeof *rt);
+    if (rt == NULL || (rt->rtm_flags & RTM_F_CLONED))
         return 0;
     struct nlattr *tb[RTA_MAX + 1];
-    cn_parse_attrs(tb, RTA_MAX, (const char *)rt + NLMSG_ALIGN(sizeof *rt),
-                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof *rt))));
+    cn_parse_msg(tb, RTA_MAX, h, sizeof *rt);
     struct cn_route *r = vec_add(&dc->v);
     if (r == NULL)
         return -ENOMEM;
@@ -410,7 +389,7 @@ static int route_cb(const struct nlmsghdr *h, void *arg)
     }
     if (tb[RTA_METRICS]) {
         struct nlattr *mx[RTAX_MAX + 1];
-        cn_parse_attrs(mx, RTAX_MAX, CN_NLA_DATA(tb[RTA_METRICS]), CN_NLA_LEN(tb[RTA_METRICS]));
+        cn_parse_nested(mx, RTAX_MAX, tb[RTA_METRICS]);
         r->mtu = nla_u32(mx[RTAX_MTU]);
         r->advmss = nla_u32(mx[RTAX_ADVMSS]);
     }

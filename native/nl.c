@@ -178,3 +178,14 @@ void cn_parse_attrs(struct nlattr **tb, int max, const void *start, int len)
         a = CN_NLA_NEXT(a, rem);
     }
 }
+
+void cn_parse_msg(struct nlattr **tb, int max, const struct nlmsghdr *h, size_t hdrlen)
+{
+    cn_parse_attrs(tb, max, (const char *)NLMSG_DATA(h) + NLMSG_ALIGN(hdrlen),
+                   (int)(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(hdrlen))));
+}
+
+void cn_parse_nested(struct nlattr **tb, int max, const struct nlattr *nest)
+{
+    cn_parse_attrs(tb, max, CN_NLA_DATA(nest), CN_NLA_LEN(nest));
+}

@@ -16,15 +16,28 @@ pays for it).
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from corecni._native import ffi, lib
+from corecni.net._common import (
+    IPVLAN_FLAGS,
+    IPVLAN_MODES,
+    MACVLAN_MODES,
+    NUD_PERMANENT,
+    in_table,
+    invalid,
+    mode_code,
+    neighbour_obj,
+    on_link,
+    os_failure,
+    route_obj,
+    sysctl_path,
+)
 from corecni.net.base import Address, Batch, Link, Neighbour, NetBackend, NetError, Route
 
 __all__ = ["NativeBackend", "NativeBatch"]
@@ -82,12 +95,7 @@ A_LLADDR = 28
 A_DST = 29
 A_IFNAME = 30
 
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
-IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
-IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
-
 IFNAMSIZ = 16
-NUD_PERMANENT = 0x80
 STATS_FIELDS = ("phases", "messages", "sendmsgs", "recvs", "resolves", "rolled_back")
 
 _HDR = struct.Struct("=II")
@@ -107,17 +115,20 @@ def _u32(atype: int, value: int) -> bytes:
     return _U32.pack(8, atype, value)
 
 
-def _str(atype: int, value: str) -> bytes:
-    data = value.encode()
+def _str(atype: int, value: str, data: bytes | None = None) -> bytes:
+    """``data``: ``value`` already encoded."""
+    if data is None:
+        data = value.encode()
     if b"\0" in data:
         raise ValueError(f"NUL in {value!r}")
     return _attr(atype, data + b"\0")
 
 
 def _ifname(atype: int, name: str) -> bytes:
-    if not name or len(name.encode()) >= IFNAMSIZ:
+    data = name.encode() if name else b""
+    if not data or len(data) >= IFNAMSIZ:
         raise ValueError(f"invalid interface name {name!r}")
-    return _str(atype, name)
+    return _str(atype, name, data)
 
 
 def _bool(atype: int, value: bool) -> bytes:
@@ -133,6 +144,40 @@ def _mac(atype: int, mac: str) -> bytes:
     if not 1 <= len(data) <= 32 or any(not 1 <= len(p) <= 2 for p in parts):
         raise ValueError(f"invalid MAC address {mac!r}")
     return _attr(atype, data)
+
+
+# How each attribute type is encoded (and checked): the one place that decides
+# it, mirroring the C parser's classes (string, interface name, IP, hardware
+# address, u32).
+_Encoder = Callable[[int, Any], bytes]
+_ENCODERS: dict[int, _Encoder] = {
+    A_NAME: _ifname, A_PEER: _ifname, A_MASTER: _ifname, A_RENAME: _ifname, A_IFNAME: _ifname,
+    A_PEER_NETNS: _str, A_NETNS: _str, A_ALIAS: _str,
+    A_MAC: _mac, A_PEER_MAC: _mac, A_LLADDR: _mac,
+    A_ADDR: _attr, A_GATEWAY: _attr, A_SRC: _attr, A_DST: _attr,  # packed IP addresses
+    A_VLAN_FILTERING: _bool, A_UP: _bool, A_PROMISC: _bool, A_HAIRPIN: _bool,
+    A_MTU: _u32, A_MODE: _u32, A_IPVLAN_FLAG: _u32, A_VLAN_ID: _u32, A_FAMILY: _u32,
+    A_PREFIXLEN: _u32, A_TABLE: _u32, A_PRIORITY: _u32, A_SCOPE: _u32, A_ADVMSS: _u32,
+    A_PROTO: _u32,
+}
+
+
+# (Plain loops: cheaper than comprehensions on 3.11, and this runs per request.)
+def _encode(*fields: tuple[int, Any]) -> list[bytes]:
+    """The attributes for ``(type, value)`` pairs, checked and encoded in order."""
+    out = []
+    for atype, value in fields:
+        out.append(_ENCODERS[atype](atype, value))
+    return out
+
+
+def _encode_given(*fields: tuple[int, Any]) -> list[bytes]:
+    """As ``_encode`` for optional attributes: a value of ``None`` is left out."""
+    out = []
+    for atype, value in fields:
+        if value is not None:
+            out.append(_ENCODERS[atype](atype, value))
+    return out
 
 
 def _ip(value: str) -> tuple[int, bytes]:
@@ -161,13 +206,20 @@ def _cidr(value: str, network: bool = False) -> tuple[int, bytes, int]:
     return family, packed, prefix
 
 
-@contextlib.contextmanager
-def _invalid(op: str, obj: str) -> Iterator[None]:
-    """Bad arguments are refused when queued, as ``NetError(EINVAL)`` for that request."""
-    try:
-        yield
-    except ValueError as exc:
-        raise NetError(_errno.EINVAL, op, obj, str(exc)) from None
+def _ip_like(family: int, value: str | None, dst: str) -> bytes | None:
+    """``value`` (a route's gateway or source) packed; it must be of ``dst``'s family."""
+    if value is None:
+        return None
+    vfam, packed = _ip(value)
+    if vfam != family:
+        raise ValueError(f"{value} is not in the family of {dst}")
+    return packed
+
+
+def _vlan_id(vlan_id: int) -> int:
+    if not 1 <= vlan_id <= 4094:
+        raise ValueError(f"invalid VLAN id {vlan_id}")
+    return vlan_id
 
 
 def _ns(netns: str | None) -> Any:
@@ -176,17 +228,6 @@ def _ns(netns: str | None) -> Any:
 
 def _where(netns: str | None) -> str:
     return f"netns {netns}" if netns is not None else "current netns"
-
-
-def _route_obj(route: Route) -> str:
-    text = route.dst
-    if route.gateway:
-        text += f" via {route.gateway}"
-    if route.ifname:
-        text += f" dev {route.ifname}"
-    if route.table != 254:
-        text += f" table {route.table}"
-    return text
 
 
 class NativeBatch:
@@ -212,16 +253,9 @@ class NativeBatch:
         """The peer is created directly in ``peer_netns`` (IFLA_NET_NS_FD); ``mtu``
         applies to both ends."""
         op, obj = "add_veth", f"{name} peer {peer}"
-        with _invalid(op, obj):
-            attrs = [_ifname(A_NAME, name), _ifname(A_PEER, peer)]
-            if peer_netns is not None:
-                attrs.append(_str(A_PEER_NETNS, peer_netns))
-            if mtu is not None:
-                attrs.append(_u32(A_MTU, mtu))
-            if mac is not None:
-                attrs.append(_mac(A_MAC, mac))
-            if peer_mac is not None:
-                attrs.append(_mac(A_PEER_MAC, peer_mac))
+        with invalid(op, obj):
+            attrs = _encode((A_NAME, name), (A_PEER, peer)) + _encode_given(
+                (A_PEER_NETNS, peer_netns), (A_MTU, mtu), (A_MAC, mac), (A_PEER_MAC, peer_mac))
         return self._add(OP_ADD_VETH, op, obj, attrs)
 
     def add_bridge(self, name: str, *, mtu: int | None = None, mac: str | None = None,
@@ -229,61 +263,44 @@ class NativeBatch:
         """``vlan_filtering=False`` is the kernel default and is not sent (kernels built
         without bridge VLAN filtering reject the attribute even when off)."""
         op, obj = "add_bridge", name
-        with _invalid(op, obj):
-            attrs = [_ifname(A_NAME, name)]
-            if mtu is not None:
-                attrs.append(_u32(A_MTU, mtu))
-            if mac is not None:
-                attrs.append(_mac(A_MAC, mac))
-            if vlan_filtering:
-                attrs.append(_bool(A_VLAN_FILTERING, True))
+        with invalid(op, obj):
+            attrs = _encode((A_NAME, name)) + _encode_given(
+                (A_MTU, mtu), (A_MAC, mac), (A_VLAN_FILTERING, True if vlan_filtering else None))
         return self._add(OP_ADD_BRIDGE, op, obj, attrs)
 
     @staticmethod
     def _lower(name: str, master: str, netns: str | None, mtu: int | None,
-               mac: str | None) -> list[bytes]:
-        attrs = [_ifname(A_NAME, name), _ifname(A_MASTER, master)]
-        if netns is not None:
-            attrs.append(_str(A_NETNS, netns))
-        if mtu is not None:
-            attrs.append(_u32(A_MTU, mtu))
-        if mac is not None:
-            attrs.append(_mac(A_MAC, mac))
-        return attrs
+               *kind_fields: tuple[int, Any]) -> list[bytes]:
+        """A link created on ``master``: the common attributes, then the kind's own
+        (each kind's required values are never ``None``)."""
+        return _encode((A_NAME, name), (A_MASTER, master)) + _encode_given(
+            (A_NETNS, netns), (A_MTU, mtu), *kind_fields)
 
     def add_macvlan(self, name: str, master: str, *, mode: str = "bridge",
                     netns: str | None = None, mtu: int | None = None,
                     mac: str | None = None) -> NativeBatch:
         """Created on ``master`` (here) directly inside ``netns``."""
         op, obj = "add_macvlan", f"{name} on {master}"
-        with _invalid(op, obj):
-            if mode not in MACVLAN_MODES:
-                raise ValueError(f"unknown macvlan mode {mode!r}")
-            attrs = self._lower(name, master, netns, mtu, mac)
-            attrs.append(_u32(A_MODE, MACVLAN_MODES[mode]))
+        with invalid(op, obj):
+            attrs = self._lower(name, master, netns, mtu, (A_MAC, mac),
+                                (A_MODE, mode_code(MACVLAN_MODES, "macvlan mode", mode)))
         return self._add(OP_ADD_MACVLAN, op, obj, attrs)
 
     def add_ipvlan(self, name: str, master: str, *, mode: str = "l2",
                    flag: str = "bridge", netns: str | None = None,
                    mtu: int | None = None) -> NativeBatch:
         op, obj = "add_ipvlan", f"{name} on {master}"
-        with _invalid(op, obj):
-            if mode not in IPVLAN_MODES:
-                raise ValueError(f"unknown ipvlan mode {mode!r}")
-            if flag not in IPVLAN_FLAGS:
-                raise ValueError(f"unknown ipvlan flag {flag!r}")
-            attrs = self._lower(name, master, netns, mtu, None)
-            attrs += [_u32(A_MODE, IPVLAN_MODES[mode]), _u32(A_IPVLAN_FLAG, IPVLAN_FLAGS[flag])]
+        with invalid(op, obj):
+            attrs = self._lower(name, master, netns, mtu,
+                                (A_MODE, mode_code(IPVLAN_MODES, "ipvlan mode", mode)),
+                                (A_IPVLAN_FLAG, mode_code(IPVLAN_FLAGS, "ipvlan flag", flag)))
         return self._add(OP_ADD_IPVLAN, op, obj, attrs)
 
     def add_vlan(self, name: str, master: str, vlan_id: int, *,
                  netns: str | None = None, mtu: int | None = None) -> NativeBatch:
         op, obj = "add_vlan", f"{name} on {master}"
-        with _invalid(op, obj):
-            if not 1 <= vlan_id <= 4094:
-                raise ValueError(f"invalid VLAN id {vlan_id}")
-            attrs = self._lower(name, master, netns, mtu, None)
-            attrs.append(_u32(A_VLAN_ID, vlan_id))
+        with invalid(op, obj):
+            attrs = self._lower(name, master, netns, mtu, (A_VLAN_ID, _vlan_id(vlan_id)))
         return self._add(OP_ADD_VLAN, op, obj, attrs)
 
     def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None,
@@ -295,109 +312,75 @@ class NativeBatch:
         them in that order), then hairpin (a bridge-port setting: needs the master
         set), then the move to ``netns``, which sets the link down."""
         op, obj = "set_link", name
-        with _invalid(op, obj):
-            attrs = [_ifname(A_NAME, name)]
-            flags = 0
-            if up is not None:
-                attrs.append(_bool(A_UP, up))
-            if mtu is not None:
-                attrs.append(_u32(A_MTU, mtu))
-            if mac is not None:
-                attrs.append(_mac(A_MAC, mac))
-            if master is not None:
-                attrs.append(_ifname(A_MASTER, master))
-            elif nomaster:
-                flags |= F_NOMASTER
-            if rename is not None:
-                attrs.append(_ifname(A_RENAME, rename))
-            if netns is not None:
-                attrs.append(_str(A_NETNS, netns))
-            if promisc is not None:
-                attrs.append(_bool(A_PROMISC, promisc))
-            if hairpin is not None:
-                attrs.append(_bool(A_HAIRPIN, hairpin))
-            if alias is not None:
-                attrs.append(_str(A_ALIAS, alias))  # "" removes the alias
+        with invalid(op, obj):
+            attrs = _encode((A_NAME, name)) + _encode_given(
+                (A_UP, up), (A_MTU, mtu), (A_MAC, mac), (A_MASTER, master),
+                (A_RENAME, rename), (A_NETNS, netns), (A_PROMISC, promisc),
+                (A_HAIRPIN, hairpin), (A_ALIAS, alias))  # alias "" removes the alias
+        flags = F_NOMASTER if master is None and nomaster else 0
         return self._add(OP_SET_LINK, op, obj, attrs, flags)
 
     def del_link(self, name: str, *, missing_ok: bool = False) -> NativeBatch:
-        with _invalid("del_link", name):
-            attrs = [_ifname(A_NAME, name)]
+        with invalid("del_link", name):
+            attrs = _encode((A_NAME, name))
         return self._add(OP_DEL_LINK, "del_link", name, attrs, F_MISSING_OK if missing_ok else 0)
 
-    @staticmethod
-    def _address(ifname: str, address: str) -> list[bytes]:
-        family, packed, plen = _cidr(address)
-        return [_ifname(A_IFNAME, ifname), _u32(A_FAMILY, family), _attr(A_ADDR, packed),
-                _u32(A_PREFIXLEN, plen)]
+    def _address(self, code: int, op: str, ifname: str, address: str,
+                 flags: int) -> NativeBatch:
+        obj = f"{ifname} {address}"
+        with invalid(op, obj):
+            family, packed, plen = _cidr(address)
+            attrs = _encode((A_IFNAME, ifname), (A_FAMILY, family), (A_ADDR, packed),
+                            (A_PREFIXLEN, plen))
+        return self._add(code, op, obj, attrs, flags)
 
     def add_address(self, ifname: str, address: str, *, nodad: bool = False) -> NativeBatch:
         """IPv4 gets the broadcast address set, as the Go plugins do; ``nodad`` is IPv6 only."""
-        op, obj = "add_address", f"{ifname} {address}"
-        with _invalid(op, obj):
-            attrs = self._address(ifname, address)
-        return self._add(OP_ADD_ADDR, op, obj, attrs, F_NODAD if nodad else 0)
+        return self._address(OP_ADD_ADDR, "add_address", ifname, address,
+                             F_NODAD if nodad else 0)
 
     def del_address(self, ifname: str, address: str, *,
                     missing_ok: bool = False) -> NativeBatch:
         """``missing_ok`` also accepts a missing link: its addresses are gone with it."""
-        op, obj = "del_address", f"{ifname} {address}"
-        with _invalid(op, obj):
-            attrs = self._address(ifname, address)
-        return self._add(OP_DEL_ADDR, op, obj, attrs, F_MISSING_OK if missing_ok else 0)
+        return self._address(OP_DEL_ADDR, "del_address", ifname, address,
+                             F_MISSING_OK if missing_ok else 0)
 
-    @staticmethod
-    def _route(route: Route, add: bool) -> list[bytes]:
-        family, dst, plen = _cidr(route.dst, network=True)
-        attrs = [_u32(A_FAMILY, family), _attr(A_DST, dst), _u32(A_PREFIXLEN, plen),
-                 _u32(A_TABLE, route.table)]
-        if route.gateway is not None:
-            gfam, gw = _ip(route.gateway)
-            if gfam != family:
-                raise ValueError(f"{route.gateway} is not in the family of {route.dst}")
-            attrs.append(_attr(A_GATEWAY, gw))
-        if route.ifname is not None:
-            attrs.append(_ifname(A_IFNAME, route.ifname))
-        if route.priority is not None:
-            attrs.append(_u32(A_PRIORITY, route.priority))
-        if route.scope is not None:
-            attrs.append(_u32(A_SCOPE, route.scope))
-        if route.src is not None:
-            sfam, src = _ip(route.src)
-            if sfam != family:
-                raise ValueError(f"{route.src} is not in the family of {route.dst}")
-            attrs.append(_attr(A_SRC, src))
-        if route.proto is not None:
-            attrs.append(_u32(A_PROTO, route.proto))
-        if add and route.mtu is not None:
-            attrs.append(_u32(A_MTU, route.mtu))
-        if add and route.advmss is not None:
-            attrs.append(_u32(A_ADVMSS, route.advmss))
-        return attrs
+    def _route(self, code: int, op: str, route: Route, flags: int) -> NativeBatch:
+        """Checked in attribute order, so the first bad one is reported: the gateway
+        and the source are parsed just before the attributes that follow them.
+        Metrics are sent with an add only."""
+        add = code == OP_ADD_ROUTE
+        obj = route_obj(route)
+        with invalid(op, obj):
+            family, dst, plen = _cidr(route.dst, network=True)
+            attrs = _encode((A_FAMILY, family), (A_DST, dst), (A_PREFIXLEN, plen),
+                            (A_TABLE, route.table))
+            attrs += _encode_given((A_GATEWAY, _ip_like(family, route.gateway, route.dst)),
+                                   (A_IFNAME, route.ifname), (A_PRIORITY, route.priority),
+                                   (A_SCOPE, route.scope))
+            attrs += _encode_given((A_SRC, _ip_like(family, route.src, route.dst)),
+                                   (A_PROTO, route.proto),
+                                   (A_MTU, route.mtu if add else None),
+                                   (A_ADVMSS, route.advmss if add else None))
+        return self._add(code, op, obj, attrs, flags)
 
     def add_route(self, route: Route, *, replace: bool = False) -> NativeBatch:
         """Without a gateway an IPv4 route gets link scope (as ``ip route`` does);
         the protocol defaults to ``boot`` (3) like iproute2's."""
-        op, obj = "add_route", _route_obj(route)
-        with _invalid(op, obj):
-            attrs = self._route(route, add=True)
-        return self._add(OP_ADD_ROUTE, op, obj, attrs, F_REPLACE if replace else 0)
+        return self._route(OP_ADD_ROUTE, "add_route", route, F_REPLACE if replace else 0)
 
     def del_route(self, route: Route, *, missing_ok: bool = False) -> NativeBatch:
         """Matches on the fields given (metrics are not matched); unset scope/proto
         match any route."""
-        op, obj = "del_route", _route_obj(route)
-        with _invalid(op, obj):
-            attrs = self._route(route, add=False)
-        return self._add(OP_DEL_ROUTE, op, obj, attrs, F_MISSING_OK if missing_ok else 0)
+        return self._route(OP_DEL_ROUTE, "del_route", route, F_MISSING_OK if missing_ok else 0)
 
     def add_neighbour(self, neigh: Neighbour, *, replace: bool = True) -> NativeBatch:
         """A non-permanent entry is added as REACHABLE and ages like a learned one."""
-        op, obj = "add_neighbour", f"{neigh.address} lladdr {neigh.lladdr} dev {neigh.ifname}"
-        with _invalid(op, obj):
+        op, obj = "add_neighbour", neighbour_obj(neigh)
+        with invalid(op, obj):
             family, packed = _ip(neigh.address)
-            attrs = [_ifname(A_IFNAME, neigh.ifname), _u32(A_FAMILY, family),
-                     _attr(A_ADDR, packed), _mac(A_LLADDR, neigh.lladdr)]
+            attrs = _encode((A_IFNAME, neigh.ifname), (A_FAMILY, family), (A_ADDR, packed),
+                            (A_LLADDR, neigh.lladdr))
         flags = (F_REPLACE if replace else 0) | (F_PERMANENT if neigh.permanent else 0)
         return self._add(OP_ADD_NEIGH, op, obj, attrs, flags)
 
@@ -470,12 +453,69 @@ class NativeBatch:
             lib.cn_free(out[0])
 
 
-def _sysctl_path(op: str, key: str) -> str:
-    """/proc/sys/net is resolved by the opening thread's namespace: opened inside it."""
-    parts = key.strip("/").split("/")
-    if not key or any(p in ("", ".", "..") for p in parts):
-        raise NetError(_errno.EINVAL, op, key, "key must be a path below /proc/sys/net")
-    return "/proc/sys/net/" + "/".join(parts)
+T = TypeVar("T")
+
+
+def _dump(op: str, netns: str | None, struct_name: str, dump: Callable[[Any, Any, Any], int],
+          arg: Any, convert: Callable[[Any], T]) -> list[T]:
+    """Run ``dump(netns, arg, out)`` (a ``cn_dump_*``) and convert every record."""
+    out = ffi.new(f"struct {struct_name} **")
+    rc = dump(_ns(netns), arg, out)
+    if rc < 0:
+        raise NetError(-rc, op, _where(netns))
+    try:
+        return [convert(out[0][i]) for i in range(rc)]
+    finally:
+        lib.cn_free(out[0])
+
+
+def _text(chars: Any) -> str:
+    return ffi.string(chars).decode()  # type: ignore[no-any-return]
+
+
+def _link_of(r: Any) -> Link:
+    kind = _text(r.kind)
+    return Link(
+        index=r.index,
+        name=_text(r.name),
+        kind=kind,
+        mtu=r.mtu,
+        mac=_text(r.mac),
+        up=bool(r.up),
+        master=_text(r.master) or None,
+        peer_index=r.link if r.has_link and kind == "veth" else None,
+        link_netnsid=(r.link_netnsid if r.has_link_netnsid and r.link_netnsid >= 0
+                      else None),
+        promisc=bool(r.promisc),
+        hairpin=None if r.hairpin < 0 else bool(r.hairpin),
+        vlan_filtering=None if r.vlan_filtering < 0 else bool(r.vlan_filtering),
+        alias=ffi.string(r.alias).decode(errors="replace"),
+    )
+
+
+def _address_of(r: Any) -> Address:
+    return Address(ifname=_text(r.ifname), address=f"{_text(r.addr)}/{r.prefixlen}",
+                   family=r.family, scope=r.scope)
+
+
+def _route_of(r: Any) -> Route:
+    return Route(
+        dst=f"{_text(r.dst)}/{r.dst_len}",
+        gateway=_text(r.gateway) or None,
+        ifname=_text(r.ifname) or None,
+        table=r.table,
+        priority=r.priority if r.has_priority else None,
+        scope=r.scope,
+        mtu=r.mtu or None,
+        advmss=r.advmss or None,
+        src=_text(r.src) or None,
+        proto=r.proto,
+    )
+
+
+def _neighbour_of(r: Any) -> Neighbour:
+    return Neighbour(ifname=_text(r.ifname), address=_text(r.dst), lladdr=_text(r.lladdr),
+                     permanent=bool(r.state & NUD_PERMANENT))
 
 
 class NativeBackend:
@@ -491,120 +531,35 @@ class NativeBackend:
         return NativeBatch(netns, self.rcvbuf)
 
     # -- reads --------------------------------------------------------------
-    def _links(self, netns: str | None, name: str | None) -> list[Link]:
-        out = ffi.new("struct cn_link **")
-        rc = lib.cn_dump_links(_ns(netns), ffi.NULL if name is None else name.encode(), out)
-        if rc < 0:
-            raise NetError(-rc, "links", _where(netns))
-        s = ffi.string
-        try:
-            links = []
-            for i in range(rc):
-                r = out[0][i]
-                kind = s(r.kind).decode()
-                links.append(Link(
-                    index=r.index,
-                    name=s(r.name).decode(),
-                    kind=kind,
-                    mtu=r.mtu,
-                    mac=s(r.mac).decode(),
-                    up=bool(r.up),
-                    master=s(r.master).decode() or None,
-                    peer_index=r.link if r.has_link and kind == "veth" else None,
-                    link_netnsid=(r.link_netnsid if r.has_link_netnsid and r.link_netnsid >= 0
-                                  else None),
-                    promisc=bool(r.promisc),
-                    hairpin=None if r.hairpin < 0 else bool(r.hairpin),
-                    vlan_filtering=None if r.vlan_filtering < 0 else bool(r.vlan_filtering),
-                    alias=s(r.alias).decode(errors="replace"),
-                ))
-            return links
-        finally:
-            lib.cn_free(out[0])
-
     def links(self, netns: str | None = None) -> list[Link]:
-        return self._links(netns, None)
+        return _dump("links", netns, "cn_link", lib.cn_dump_links, ffi.NULL, _link_of)
 
     def link(self, name: str, netns: str | None = None) -> Link | None:
         if not name or len(name.encode()) >= IFNAMSIZ:
             return None
-        found = self._links(netns, name)
+        found = _dump("links", netns, "cn_link", lib.cn_dump_links, name.encode(), _link_of)
         return found[0] if found else None
 
     def addresses(self, netns: str | None = None, ifname: str | None = None,
                   family: int | None = None) -> list[Address]:
-        out = ffi.new("struct cn_addr **")
-        rc = lib.cn_dump_addrs(_ns(netns), family or 0, out)
-        if rc < 0:
-            raise NetError(-rc, "addresses", _where(netns))
-        s = ffi.string
-        try:
-            result = []
-            for i in range(rc):
-                r = out[0][i]
-                name = s(r.ifname).decode()
-                if ifname is not None and name != ifname:
-                    continue
-                result.append(Address(ifname=name, address=f"{s(r.addr).decode()}/{r.prefixlen}",
-                                      family=r.family, scope=r.scope))
-            return result
-        finally:
-            lib.cn_free(out[0])
+        return on_link(_dump("addresses", netns, "cn_addr", lib.cn_dump_addrs, family or 0,
+                             _address_of), ifname)
 
     def routes(self, netns: str | None = None, family: int | None = None,
                table: int | None = 254) -> list[Route]:
-        out = ffi.new("struct cn_route **")
-        rc = lib.cn_dump_routes(_ns(netns), family or 0, out)
-        if rc < 0:
-            raise NetError(-rc, "routes", _where(netns))
-        s = ffi.string
-        try:
-            result = []
-            for i in range(rc):
-                r = out[0][i]
-                if table is not None and r.table != table:
-                    continue
-                result.append(Route(
-                    dst=f"{s(r.dst).decode()}/{r.dst_len}",
-                    gateway=s(r.gateway).decode() or None,
-                    ifname=s(r.ifname).decode() or None,
-                    table=r.table,
-                    priority=r.priority if r.has_priority else None,
-                    scope=r.scope,
-                    mtu=r.mtu or None,
-                    advmss=r.advmss or None,
-                    src=s(r.src).decode() or None,
-                    proto=r.proto,
-                ))
-            return result
-        finally:
-            lib.cn_free(out[0])
+        return in_table(_dump("routes", netns, "cn_route", lib.cn_dump_routes, family or 0,
+                              _route_of), table)
 
     def neighbours(self, netns: str | None = None,
                    ifname: str | None = None) -> list[Neighbour]:
-        out = ffi.new("struct cn_neigh **")
-        rc = lib.cn_dump_neighs(_ns(netns), 0, out)
-        if rc < 0:
-            raise NetError(-rc, "neighbours", _where(netns))
-        s = ffi.string
-        try:
-            result = []
-            for i in range(rc):
-                r = out[0][i]
-                name = s(r.ifname).decode()
-                if ifname is not None and name != ifname:
-                    continue
-                result.append(Neighbour(ifname=name, address=s(r.dst).decode(),
-                                        lladdr=s(r.lladdr).decode(),
-                                        permanent=bool(r.state & NUD_PERMANENT)))
-            return result
-        finally:
-            lib.cn_free(out[0])
+        return on_link(_dump("neighbours", netns, "cn_neigh", lib.cn_dump_neighs, 0,
+                             _neighbour_of), ifname)
 
     # -- sysctl -------------------------------------------------------------
     @staticmethod
     def _open(op: str, obj: str, key: str, netns: str | None, flags: int) -> int:
-        path = _sysctl_path(op, key)
+        """/proc/sys/net is resolved by the opening thread's namespace: opened inside it."""
+        path = sysctl_path(op, key)
         if netns is not None and not os.path.exists(netns):
             raise NetError(_errno.ENOENT, op, f"netns {netns}", "network namespace does not exist")
         fd = int(lib.cn_open_in_netns(_ns(netns), path.encode(), flags))
@@ -618,8 +573,7 @@ class NativeBackend:
             with os.fdopen(fd, "r") as fh:
                 return fh.read().strip()
         except OSError as exc:
-            raise NetError(exc.errno or _errno.EIO, "sysctl_get", key,
-                           exc.strerror or "") from exc
+            raise os_failure(exc, "sysctl_get", key) from exc
 
     def sysctl_set(self, key: str, value: str, netns: str | None = None) -> None:
         obj = f"{key}={value}"
@@ -627,8 +581,7 @@ class NativeBackend:
         try:
             os.write(fd, value.encode())
         except OSError as exc:
-            raise NetError(exc.errno or _errno.EIO, "sysctl_set", obj,
-                           exc.strerror or "") from exc
+            raise os_failure(exc, "sysctl_set", obj) from exc
         finally:
             os.close(fd)
 

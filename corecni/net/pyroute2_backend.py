@@ -27,22 +27,31 @@ from typing import Any
 import attrs
 
 from corecni import netns as _netns
+from corecni.net._common import (
+    IPVLAN_FLAGS,
+    IPVLAN_MODES,
+    MACVLAN_MODES,
+    NUD_PERMANENT,
+    RT_TABLE_MAIN,
+    in_table,
+    invalid,
+    mode_code,
+    neighbour_obj,
+    on_link,
+    os_failure,
+    route_obj,
+    sysctl_path,
+)
 from corecni.net.base import Address, Link, Neighbour, NetError, Route
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFA_F_NODAD = 0x02
 NUD_REACHABLE = 0x02
-NUD_PERMANENT = 0x80
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255  # in a delete request: "any scope"
 RTPROT_BOOT = 3  # what iproute2 and the Go netlink library put on routes they add
-RT_TABLE_MAIN = 254
-
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
-IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
-IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
 
 # A pyroute2 IPRoute (untyped).
 IPR = Any
@@ -158,6 +167,10 @@ class _Session:
                 return None
             raise
 
+    def lookup(self, name: str, missing_ok: bool) -> int | None:
+        """``index(name)``; with ``missing_ok``, ``None`` when there is no such link."""
+        return self.find(name) if missing_ok else self.index(name)
+
     def record(self, netns: str | None, name: str) -> None:
         self.created.append(_Created(netns, name))
 
@@ -198,6 +211,17 @@ class _Request:
     run: Callable[[_Session], None]
 
 
+@contextlib.contextmanager
+def _gone_ok(missing_ok: bool, *errnos: int) -> Iterator[None]:
+    """With ``missing_ok``, a delete failing with one of ``errnos`` (the object
+    is gone already) is no failure."""
+    try:
+        yield
+    except Exception as exc:
+        if not (missing_ok and _errno_of(exc) in errnos):
+            raise
+
+
 def _opt(**kwargs: object) -> dict[str, object]:
     """Keyword arguments for pyroute2 without the ones left unset."""
     return {k: v for k, v in kwargs.items() if v is not None}
@@ -218,19 +242,8 @@ def _parse_route(op: str, route: Route) -> ipaddress.IPv4Network | ipaddress.IPv
             if other is not None and ipaddress.ip_address(other).version != net.version:
                 raise ValueError(f"{other} is not an IPv{net.version} address")
     except ValueError as exc:
-        raise NetError(errno.EINVAL, op, _route_obj(route), str(exc)) from exc
+        raise NetError(errno.EINVAL, op, route_obj(route), str(exc)) from exc
     return net
-
-
-def _route_obj(route: Route) -> str:
-    text = route.dst
-    if route.gateway:
-        text += f" via {route.gateway}"
-    if route.ifname:
-        text += f" dev {route.ifname}"
-    if route.table != RT_TABLE_MAIN:
-        text += f" table {route.table}"
-    return text
 
 
 def _route_kwargs(s: _Session, route: Route, net: ipaddress.IPv4Network |
@@ -296,10 +309,10 @@ class Pyroute2Batch:
     def add_macvlan(self, name: str, master: str, *, mode: str = "bridge",
                     netns: str | None = None, mtu: int | None = None,
                     mac: str | None = None) -> Pyroute2Batch:
-        if mode not in MACVLAN_MODES:
-            raise NetError(errno.EINVAL, "add_macvlan", name, f"unknown macvlan mode {mode!r}")
+        with invalid("add_macvlan", name):
+            code = mode_code(MACVLAN_MODES, "macvlan mode", mode)
         return self._add_on_master("add_macvlan", name, master, netns, "macvlan",
-                                   macvlan_mode=MACVLAN_MODES[mode], **_opt(mtu=mtu, address=mac))
+                                   macvlan_mode=code, **_opt(mtu=mtu, address=mac))
 
     def add_ipvlan(self, name: str, master: str, *, mode: str = "l2",
                    flag: str = "bridge", netns: str | None = None,
@@ -360,14 +373,11 @@ class Pyroute2Batch:
 
     def del_link(self, name: str, *, missing_ok: bool = False) -> Pyroute2Batch:
         def run(s: _Session) -> None:
-            idx = s.find(name) if missing_ok else s.index(name)
+            idx = s.lookup(name, missing_ok)
             if idx is None:
                 return
-            try:
+            with _gone_ok(missing_ok, errno.ENODEV):
                 s.ipr.link("del", index=idx)
-            except Exception as exc:
-                if not (missing_ok and _errno_of(exc) == errno.ENODEV):
-                    raise
             rec = s.tracked(name)
             if rec is not None:
                 s.created.remove(rec)
@@ -397,15 +407,12 @@ class Pyroute2Batch:
         iface = _parse_interface("del_address", obj, address)
 
         def run(s: _Session) -> None:
-            idx = s.find(ifname) if missing_ok else s.index(ifname)
+            idx = s.lookup(ifname, missing_ok)
             if idx is None:
                 return
-            try:
+            with _gone_ok(missing_ok, errno.EADDRNOTAVAIL):
                 s.ipr.addr("del", index=idx, address=str(iface.ip),
                            prefixlen=iface.network.prefixlen)
-            except Exception as exc:
-                if not (missing_ok and _errno_of(exc) == errno.EADDRNOTAVAIL):
-                    raise
         return self._queue("del_address", obj, run)
 
     def add_route(self, route: Route, *, replace: bool = False) -> Pyroute2Batch:
@@ -423,7 +430,7 @@ class Pyroute2Batch:
             if metrics:
                 kw["metrics"] = metrics
             s.ipr.route("replace" if replace else "add", **kw)
-        return self._queue("add_route", _route_obj(route), run)
+        return self._queue("add_route", route_obj(route), run)
 
     def del_route(self, route: Route, *, missing_ok: bool = False) -> Pyroute2Batch:
         """Matches on the fields given; unset scope/proto match any route."""
@@ -435,16 +442,13 @@ class Pyroute2Batch:
             kw = _route_kwargs(s, route, net)
             kw["scope"] = route.scope if route.scope is not None else RT_SCOPE_NOWHERE
             kw |= _opt(proto=route.proto)
-            try:
+            with _gone_ok(missing_ok, errno.ESRCH, errno.ENOENT):
                 s.ipr.route("del", **kw)
-            except Exception as exc:
-                if not (missing_ok and _errno_of(exc) in (errno.ESRCH, errno.ENOENT)):
-                    raise
-        return self._queue("del_route", _route_obj(route), run)
+        return self._queue("del_route", route_obj(route), run)
 
     def add_neighbour(self, neigh: Neighbour, *, replace: bool = True) -> Pyroute2Batch:
         """A non-permanent entry is added as REACHABLE and ages like a learned one."""
-        obj = f"{neigh.address} lladdr {neigh.lladdr} dev {neigh.ifname}"
+        obj = neighbour_obj(neigh)
         try:
             ip = ipaddress.ip_address(neigh.address)
         except ValueError as exc:
@@ -528,20 +532,46 @@ def _link_from_msg(msg: Any, names: dict[int, str]) -> Link:
     )
 
 
+def _names(link_msgs: Any) -> dict[int, str]:
+    """ifindex -> name of the links in ``link_msgs``."""
+    return {int(m["index"]): str(_attr(m, "IFLA_IFNAME")) for m in link_msgs}
+
+
 def _links(ipr: IPR) -> list[Link]:
     msgs = list(ipr.get_links())
-    names = {int(m["index"]): str(_attr(m, "IFLA_IFNAME")) for m in msgs}
+    names = _names(msgs)
     return [_link_from_msg(m, names) for m in msgs]
-
-
-def _names(ipr: IPR) -> dict[int, str]:
-    return {int(m["index"]): str(_attr(m, "IFLA_IFNAME")) for m in ipr.get_links()}
 
 
 def _families(family: int | None) -> tuple[int, ...]:
     """Dumps are per family: AF_UNSPEC would also return bridge FDB entries and
     multicast routing tables."""
     return (socket.AF_INET, socket.AF_INET6) if family is None else (family,)
+
+
+def _dump(netns: str | None, op: str, method: str,
+          family: int | None) -> tuple[dict[int, str], list[Any]]:
+    """The link names and the messages of ``ipr.<method>(family=...)``, per family."""
+    with _iproute(netns, op) as ipr:
+        names = _names(ipr.get_links())
+        get = getattr(ipr, method)
+        return names, [m for fam in _families(family) for m in get(family=fam)]
+
+
+def _address_from_msg(msg: Any, names: dict[int, str]) -> Address:
+    # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on p-t-p links.
+    ip = _attr(msg, "IFA_LOCAL") or _attr(msg, "IFA_ADDRESS")
+    return Address(ifname=names.get(int(msg["index"]), ""),
+                   address=f"{ip}/{int(msg['prefixlen'])}",
+                   family=int(msg["family"]), scope=int(msg["scope"]))
+
+
+def _neighbour_from_msg(msg: Any, names: dict[int, str]) -> Neighbour:
+    lladdr = _attr(msg, "NDA_LLADDR")
+    return Neighbour(ifname=names.get(int(msg["ifindex"]), ""),
+                     address=str(_attr(msg, "NDA_DST")),
+                     lladdr=str(lladdr or "").lower(),
+                     permanent=bool(int(msg["state"]) & NUD_PERMANENT))
 
 
 def _route_from_msg(msg: Any, names: dict[int, str]) -> Route:
@@ -593,71 +623,36 @@ class Pyroute2Backend:
 
     def addresses(self, netns: str | None = None, ifname: str | None = None,
                   family: int | None = None) -> list[Address]:
-        with _iproute(netns, "addresses") as ipr:
-            names = _names(ipr)
-            msgs = [m for fam in _families(family) for m in ipr.get_addr(family=fam)]
-        result = []
-        for msg in msgs:
-            name = names.get(int(msg["index"]), "")
-            if ifname is not None and name != ifname:
-                continue
-            # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on p-t-p links.
-            ip = _attr(msg, "IFA_LOCAL") or _attr(msg, "IFA_ADDRESS")
-            result.append(Address(ifname=name, address=f"{ip}/{int(msg['prefixlen'])}",
-                                  family=int(msg["family"]), scope=int(msg["scope"])))
-        return result
+        names, msgs = _dump(netns, "addresses", "get_addr", family)
+        return on_link([_address_from_msg(m, names) for m in msgs], ifname)
 
     def routes(self, netns: str | None = None, family: int | None = None,
                table: int | None = RT_TABLE_MAIN) -> list[Route]:
         """``table=None`` includes the kernel's local table (255), like ``table all``."""
-        with _iproute(netns, "routes") as ipr:
-            names = _names(ipr)
-            msgs = [m for fam in _families(family) for m in ipr.get_routes(family=fam)]
-        routes = [_route_from_msg(m, names) for m in msgs]
-        return [r for r in routes if table is None or r.table == table]
+        names, msgs = _dump(netns, "routes", "get_routes", family)
+        return in_table([_route_from_msg(m, names) for m in msgs], table)
 
     def neighbours(self, netns: str | None = None,
                    ifname: str | None = None) -> list[Neighbour]:
-        with _iproute(netns, "neighbours") as ipr:
-            names = _names(ipr)
-            msgs = [m for fam in _families(None) for m in ipr.get_neighbours(family=fam)]
-        result = []
-        for msg in msgs:
-            name = names.get(int(msg["ifindex"]), "")
-            if ifname is not None and name != ifname:
-                continue
-            lladdr = _attr(msg, "NDA_LLADDR")
-            result.append(Neighbour(ifname=name, address=str(_attr(msg, "NDA_DST")),
-                                    lladdr=str(lladdr or "").lower(),
-                                    permanent=bool(int(msg["state"]) & NUD_PERMANENT)))
-        return result
+        names, msgs = _dump(netns, "neighbours", "get_neighbours", None)
+        return on_link([_neighbour_from_msg(m, names) for m in msgs], ifname)
 
     # --- sysctls ---
 
     def sysctl_get(self, key: str, netns: str | None = None) -> str:
-        path = _sysctl_path("sysctl_get", key)
+        path = sysctl_path("sysctl_get", key)
         with _netns_errors("sysctl_get", netns), _netns.entered(netns):
             try:
                 with open(path) as fh:
                     return fh.read().strip()
             except OSError as exc:
-                raise NetError(exc.errno or errno.EIO, "sysctl_get", key,
-                               exc.strerror or "") from exc
+                raise os_failure(exc, "sysctl_get", key) from exc
 
     def sysctl_set(self, key: str, value: str, netns: str | None = None) -> None:
-        path = _sysctl_path("sysctl_set", key)
+        path = sysctl_path("sysctl_set", key)
         with _netns_errors("sysctl_set", netns), _netns.entered(netns):
             try:
                 with open(path, "w") as fh:
                     fh.write(value)
             except OSError as exc:
-                raise NetError(exc.errno or errno.EIO, "sysctl_set", f"{key}={value}",
-                               exc.strerror or "") from exc
-
-
-def _sysctl_path(op: str, key: str) -> str:
-    """/proc/sys/net is resolved by the opening thread's namespace: open inside it."""
-    parts = key.strip("/").split("/")
-    if not key or any(p in ("", ".", "..") for p in parts):
-        raise NetError(errno.EINVAL, op, key, "key must be a path below /proc/sys/net")
-    return "/proc/sys/net/" + "/".join(parts)
+                raise os_failure(exc, "sysctl_set", f"{key}={value}") from exc
