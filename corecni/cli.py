@@ -224,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        print(f"corecni {ns.command}: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `corecni plugins | head`
         sys.stderr.close()
         return 1

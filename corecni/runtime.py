@@ -131,7 +131,14 @@ class CNIRuntime:
                     self._rollback(net, rt, index, result)
                 raise _fail(plugin, "add", exc) from None
         assert result is not None  # every ADD returns a result or raises
-        self._cache(rt).add(net.name, rt, net.raw_bytes, result)
+        try:
+            self._cache(rt).add(net.name, rt, net.raw_bytes, result)
+        except OSError as exc:
+            if self.rollback:  # an attachment the runtime cannot remember is a leak
+                self._rollback(net, rt, len(net.plugins) - 1, result)
+            raise CNIError(ErrorCode.IO_FAILURE,
+                           f"failed to set network {net.name!r} cached result",
+                           f"{exc.filename}: {exc.strerror}") from None
         return result
 
     def _rollback(self, net: NetworkConfigList, rt: RuntimeConf, failed: int,

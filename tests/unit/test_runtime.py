@@ -243,3 +243,15 @@ def test_launcher_on_path_runs_in_process(tmp_path: Path) -> None:
     assert (ref.kind, ref.source, ref.location) == ("python", "launcher", PLUGINS["fixed-ipam"])
     ref = Registry(path=(str(bindir),), entry_points=False, in_process=False).resolve("fixed-ipam")
     assert ref.kind == "exec"
+
+
+def test_cache_write_failure_rolls_back(runtime: CNIRuntime, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("not a directory")
+    rt = RuntimeConf(container_id="ctr-1", ifname="eth0", netns=NETNS, cache_dir=str(blocker))
+    with pytest.raises(CNIError) as info:
+        runtime.add_network_list(network(log), rt)
+    assert info.value.code == 5 and "cached result" in info.value.msg
+    assert [(c["who"], c["command"]) for c in calls(log)][-3:] == [
+        ("dns-meta", "DEL"), ("fake-iface", "DEL"), ("fixed-ipam", "DEL")]
