@@ -41,9 +41,9 @@ def test_failed_native_build_falls_back_to_pyroute2(tmp_path: Path) -> None:
     target = tmp_path / "installed"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(target), str(wheel)], env=env, check=True)
-    probe = ("import sys; sys.path[:0] = [%r, *%r]; import corecni.net as n; "
-             "print(n.get_backend().name, n.available_backends(), n.__file__)"
-             % (str(target), site.getsitepackages()))
+    probe = (f"import sys; sys.path[:0] = [{str(target)!r}, *{site.getsitepackages()!r}]; "
+             "import corecni.net as n; "
+             "print(n.get_backend().name, n.available_backends(), n.__file__)")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True,
                          text=True, check=True).stdout.split(" ", 2)
     assert out[0] == "pyroute2"
