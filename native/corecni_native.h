@@ -142,6 +142,10 @@ struct cn_link {
     int hairpin;             /* -1: not a bridge port */
     int vlan_filtering;      /* -1: not a bridge */
     char alias[256];
+    int has_mode;            /* macvlan, ipvlan: the kernel reported a mode */
+    unsigned int mode;       /* IFLA_MACVLAN_MODE bits / IFLA_IPVLAN_MODE */
+    int has_vlan_id;         /* vlan: the kernel reported an ID */
+    unsigned int vlan_id;    /* IFLA_VLAN_ID */
 };
 
 struct cn_addr {
@@ -190,6 +194,12 @@ int cn_dump_addrs(const char *netns, int family, struct cn_addr **out);
 int cn_dump_routes(const char *netns, int family, struct cn_route **out);
 int cn_dump_neighs(const char *netns, int family, struct cn_neigh **out);
 void cn_free(void *p);
+
+/* Parse one RTM_NEWLINK message of len bytes (as a link dump returns it) into
+ * *out, as cn_dump_links would, except that master stays "" (resolving it
+ * needs the namespace). For unit tests. 0, or -EINVAL when buf does not hold
+ * exactly one RTM_NEWLINK message. */
+int cn_parse_link(const unsigned char *buf, size_t len, struct cn_link *out);
 
 /* open(2) `path` from inside `netns` (for /proc/sys/net); fd or -errno. */
 int cn_open_in_netns(const char *netns, const char *path, int flags);

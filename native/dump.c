@@ -153,6 +153,14 @@ static uint32_t nla_u32(const struct nlattr *a)
     return v;
 }
 
+static unsigned int nla_u16(const struct nlattr *a)
+{
+    uint16_t v = 0;
+    if (a && CN_NLA_LEN(a) >= 2)
+        memcpy(&v, CN_NLA_DATA(a), 2);
+    return v;
+}
+
 static int nla_u8(const struct nlattr *a)
 {
     return a && CN_NLA_LEN(a) >= 1 ? *(const unsigned char *)CN_NLA_DATA(a) : 0;
@@ -178,6 +186,35 @@ struct link_ctx {
     struct vec v;
     struct vec master;           /* parallel: master ifindex (int) per link */
 };
+
+/* The mode of a macvlan/ipvlan and the ID of a vlan, from IFLA_INFO_DATA. */
+static void link_kind_data(struct cn_link *l, const struct nlattr *data)
+{
+    if (data == NULL)
+        return;
+    if (strcmp(l->kind, "macvlan") == 0) {
+        struct nlattr *mv[IFLA_MACVLAN_MAX + 1];
+        cn_parse_nested(mv, IFLA_MACVLAN_MAX, data);
+        if (mv[IFLA_MACVLAN_MODE]) {
+            l->has_mode = 1;
+            l->mode = nla_u32(mv[IFLA_MACVLAN_MODE]);
+        }
+    } else if (strcmp(l->kind, "ipvlan") == 0) {
+        struct nlattr *iv[IFLA_IPVLAN_MAX + 1];
+        cn_parse_nested(iv, IFLA_IPVLAN_MAX, data);
+        if (iv[IFLA_IPVLAN_MODE]) {
+            l->has_mode = 1;
+            l->mode = nla_u16(iv[IFLA_IPVLAN_MODE]);
+        }
+    } else if (strcmp(l->kind, "vlan") == 0) {
+        struct nlattr *vl[IFLA_VLAN_MAX + 1];
+        cn_parse_nested(vl, IFLA_VLAN_MAX, data);
+        if (vl[IFLA_VLAN_ID]) {
+            l->has_vlan_id = 1;
+            l->vlan_id = nla_u16(vl[IFLA_VLAN_ID]);
+        }
+    }
+}
 
 static int link_cb(const struct nlmsghdr *h, void *arg)
 {
@@ -223,6 +260,7 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
                 l->vlan_filtering = nla_u8(br[IFLA_BR_VLAN_FILTERING]) != 0;
             }
         }
+        link_kind_data(l, li[IFLA_INFO_DATA]);
         char skind[32];
         nla_str(skind, sizeof skind, li[IFLA_INFO_SLAVE_KIND]);
         if (strcmp(skind, "bridge") == 0) {
@@ -288,6 +326,31 @@ int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
     }
     *out = lc.v.p;
     return lc.v.n;
+}
+
+int cn_parse_link(const unsigned char *buf, size_t len, struct cn_link *out)
+{
+    memset(out, 0, sizeof *out);
+    if (buf == NULL || len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
+        return -EINVAL;
+    /* A copy: the caller's bytes need not be aligned for the header and attributes. */
+    unsigned char *msg = malloc(len);
+    if (msg == NULL)
+        return -ENOMEM;
+    memcpy(msg, buf, len);
+    const struct nlmsghdr *h = (const struct nlmsghdr *)msg;
+    struct link_ctx lc = {.v = {.size = sizeof(struct cn_link)}, .master = {.size = sizeof(int)}};
+    int rc = -EINVAL;
+    if (cn_nlmsg_ok(h, len) && h->nlmsg_len == len && h->nlmsg_type == RTM_NEWLINK)
+        rc = link_cb(h, &lc);
+    if (rc == 0 && lc.v.n == 1)
+        memcpy(out, lc.v.p, sizeof *out);
+    else if (rc == 0)
+        rc = -EINVAL;
+    free(msg);
+    free(lc.v.p);
+    free(lc.master.p);
+    return rc;
 }
 
 /* ---- addresses -------------------------------------------------------- */

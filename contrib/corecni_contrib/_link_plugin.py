@@ -49,10 +49,12 @@ class LowerLinkConfig:
 
 
 def check_lower_link(backend: NetBackend, request: Request, kind: str, ipam_type: str,
-                     mtu: int = 0) -> None:
+                     mtu: int = 0, *, mode: str | None = None,
+                     vlan_id: int | None = None) -> None:
     """CHECK once the master is checked: IPAM (when configured), the container link
-    (a ``kind`` link with the result's MAC, and the ``mtu`` when one is given and
-    non-zero), then its addresses and routes."""
+    (a ``kind`` link with the result's MAC, the ``mtu`` when one is given and non-zero,
+    the ``mode`` / ``vlan_id`` when given and the backend read one back), then its
+    addresses and routes."""
     if ipam_type:
         request.ipam_check()
     prev, iface = common.prev_container_interface(request)
@@ -60,4 +62,10 @@ def check_lower_link(backend: NetBackend, request: Request, kind: str, ipam_type
     if mtu and link.mtu != mtu:
         raise CNIError(ErrorCode.INTERNAL, f"configured MTU of {iface.name} is {mtu}, "
                        f"current value is {link.mtu}")
+    if mode is not None and link.mode is not None and link.mode != mode:
+        raise CNIError(ErrorCode.INTERNAL, f"configured {kind} mode of {iface.name} is "
+                       f"{mode!r}, current mode is {link.mode!r}")
+    if vlan_id is not None and link.vlan_id is not None and link.vlan_id != vlan_id:
+        raise CNIError(ErrorCode.INTERNAL, f"configured VLAN ID of {iface.name} is {vlan_id}, "
+                       f"current VLAN ID is {link.vlan_id}")
     common.check_iface(backend, request.netns, request.ifname, prev)

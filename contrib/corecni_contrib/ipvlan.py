@@ -114,12 +114,12 @@ def cni_del(request: Request) -> None:
 def cni_check(request: Request) -> None:
     """As Go: IPAM, the container link and its addresses and routes; the master only
     when configured (the prevResult here is ipvlan's own, it cannot name the master).
-    The ipvlan mode is not compared: ``corecni.net.Link`` does not report it."""
+    The container link's mode is compared with the configured one as well."""
     conf = IpvlanConfig.from_request(request)
     backend = get_backend()
     if conf.master:
         _master(backend, request, conf)
-    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type)
+    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mode=conf.mode)
 
 
 @hookimpl

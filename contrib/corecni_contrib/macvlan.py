@@ -102,15 +102,11 @@ def cni_del(request: Request) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    """Master, IPAM, then the container link, its addresses and routes.
-
-    The macvlan mode is not compared: the link-layer contract (``corecni.net.Link``)
-    does not report it.
-    """
+    """Master, IPAM, then the container link (kind, MAC, mode), its addresses and routes."""
     conf = MacvlanConfig.from_request(request)
     backend = get_backend()
     _master(backend, request, conf)
-    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type)
+    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mode=conf.mode)
 
 
 @hookimpl

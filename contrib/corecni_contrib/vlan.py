@@ -93,12 +93,13 @@ def cni_del(request: Request) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    """Master, IPAM, the container link (kind, MAC, configured MTU), its addresses and
-    routes. The VLAN ID is not compared: ``corecni.net.Link`` does not report it."""
+    """Master, IPAM, the container link (kind, MAC, configured MTU, VLAN ID), its
+    addresses and routes."""
     conf = VlanConfig.from_request(request)
     backend = get_backend()
     _master(backend, request, conf)
-    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mtu=conf.mtu)
+    _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mtu=conf.mtu,
+                                  vlan_id=conf.vlan_id)
 
 
 @hookimpl

@@ -20,6 +20,10 @@ MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 
 IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
 IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
 
+# The same tables inverted, per link kind: what a read-back reports as ``Link.mode``.
+_MODE_NAMES = {"macvlan": {code: name for name, code in MACVLAN_MODES.items()},
+               "ipvlan": {code: name for name, code in IPVLAN_MODES.items()}}
+
 RT_TABLE_MAIN = 254
 NUD_PERMANENT = 0x80
 
@@ -52,6 +56,16 @@ def mode_code(table: dict[str, int], what: str, name: str) -> int:
     if name not in table:
         raise ValueError(f"unknown {what} {name!r}")
     return table[name]
+
+
+def mode_name(kind: str, code: int | None) -> str | None:
+    """``Link.mode`` of a ``kind`` link whose kernel mode number is ``code``: its name
+    in ``MACVLAN_MODES``/``IPVLAN_MODES``, the digits of a number the table lacks,
+    ``None`` for other kinds or when the kernel reported no mode."""
+    names = _MODE_NAMES.get(kind)
+    if names is None or code is None:
+        return None
+    return names.get(code, str(code))
 
 
 def route_obj(route: Route) -> str:

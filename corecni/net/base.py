@@ -40,6 +40,10 @@ class Link:
     hairpin: bool | None = None  # bridge port hairpin mode, None when not a bridge port
     vlan_filtering: bool | None = None  # bridges only
     alias: str = ""
+    # macvlan: "private"/"vepa"/"bridge"/"passthru"/"source"; ipvlan: "l2"/"l3"/"l3s";
+    # None for other kinds (a number the tables in ``_common`` do not know: its digits)
+    mode: str | None = None
+    vlan_id: int | None = None  # vlan links only: the 802.1Q VLAN ID
 
 
 @attrs.frozen

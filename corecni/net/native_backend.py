@@ -32,6 +32,7 @@ from corecni.net._common import (
     in_table,
     invalid,
     mode_code,
+    mode_name,
     neighbour_obj,
     on_link,
     os_failure,
@@ -490,7 +491,19 @@ def _link_of(r: Any) -> Link:
         hairpin=None if r.hairpin < 0 else bool(r.hairpin),
         vlan_filtering=None if r.vlan_filtering < 0 else bool(r.vlan_filtering),
         alias=ffi.string(r.alias).decode(errors="replace"),
+        mode=mode_name(kind, r.mode if r.has_mode else None),
+        vlan_id=r.vlan_id if r.has_vlan_id and kind == "vlan" else None,
     )
+
+
+def parse_link_message(data: bytes) -> Link:
+    """The ``Link`` of one RTM_NEWLINK message as a dump returns it (``master`` stays
+    ``None``: resolving it needs the namespace). For unit tests of the C parser."""
+    out = ffi.new("struct cn_link *")
+    rc = lib.cn_parse_link(data, len(data), out)
+    if rc < 0:
+        raise NetError(-rc, "parse", "link message")
+    return _link_of(out[0])
 
 
 def _address_of(r: Any) -> Address:

@@ -36,6 +36,7 @@ from corecni.net._common import (
     in_table,
     invalid,
     mode_code,
+    mode_name,
     neighbour_obj,
     on_link,
     os_failure,
@@ -512,6 +513,7 @@ def _link_from_msg(msg: Any, names: dict[int, str]) -> Link:
     vlan_filtering = None
     if kind == "bridge":
         vlan_filtering = bool(data is not None and _attr(data, "IFLA_BR_VLAN_FILTERING"))
+    mode, vlan_id = _kind_data(kind, data)
     master = _attr(msg, "IFLA_MASTER")
     peer = _attr(msg, "IFLA_LINK")
     nsid = _attr(msg, "IFLA_LINK_NETNSID")
@@ -529,7 +531,32 @@ def _link_from_msg(msg: Any, names: dict[int, str]) -> Link:
         hairpin=hairpin,
         vlan_filtering=vlan_filtering,
         alias=str(_attr(msg, "IFLA_IFALIAS") or ""),
+        mode=mode,
+        vlan_id=vlan_id,
     )
+
+
+def _kind_data(kind: str, data: Any) -> tuple[str | None, int | None]:
+    """``Link.mode`` (macvlan, ipvlan) and ``Link.vlan_id`` (vlan) from IFLA_INFO_DATA.
+
+    pyroute2 decodes the macvlan mode to its own name (``value_map``); it is turned
+    back into the kernel number so both backends name modes from the same table."""
+    if data is None:
+        return None, None
+    if kind == "macvlan":
+        code = _attr(data, "IFLA_MACVLAN_MODE")
+        if isinstance(code, str):
+            from pyroute2.netlink.rtnl.ifinfmsg import macvx_data
+
+            code = {v: k for k, v in macvx_data.mode.value_map.items()}[code]
+        return mode_name(kind, None if code is None else int(code)), None
+    if kind == "ipvlan":
+        code = _attr(data, "IFLA_IPVLAN_MODE")
+        return mode_name(kind, None if code is None else int(code)), None
+    if kind == "vlan":
+        vid = _attr(data, "IFLA_VLAN_ID")
+        return None, None if vid is None else int(vid)
+    return None, None
 
 
 def _names(link_msgs: Any) -> dict[int, str]:

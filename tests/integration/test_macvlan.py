@@ -200,6 +200,27 @@ def test_check_detects_drift(variant: str, node: str, container_netns: str,
     assert reserved(tmp_path / "ipam") == []
 
 
+def test_check_detects_mode_drift(variant: str, node: str, container_netns: str,
+                                  tmp_path: Path) -> None:
+    """The mode changed behind the plugin's back: CHECK names the expected and the
+    found mode; changed back, CHECK passes again."""
+    ctr = container_netns
+    cni = macvlan(variant, node, tmp_path)
+    conf = {"type": "macvlan", "master": "phys0", "mode": "bridge",
+            "ipam": host_local(tmp_path, SUBNET)}
+    cni.add(conf, ctr)
+    cni.check(conf, ctr)
+    sh(ctr, "link", "set", "eth0", "type", "macvlan", "mode", "private")
+    assert link_info(ctr, "eth0")["linkinfo"]["info_data"]["mode"] == "private"
+    with expect_error(999, "eth0", "mode", "'bridge'", "'private'"):
+        cni.check(conf, ctr)
+    cni.check(conf | {"mode": "private"}, ctr)  # the config that matches the kernel passes
+    sh(ctr, "link", "set", "eth0", "type", "macvlan", "mode", "bridge")
+    cni.check(conf, ctr)
+    cni.delete(conf, ctr)
+    assert reserved(tmp_path / "ipam") == []
+
+
 # --- DEL is idempotent ----------------------------------------------------------
 
 def test_del_without_add_twice_and_with_netns_gone(variant: str, node: str,

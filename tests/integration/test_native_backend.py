@@ -311,6 +311,11 @@ def test_reads_are_identical_to_the_pyroute2_backend(be: NativeBackend, bridge_n
      .set_link("veth1", master="br0", up=True, hairpin=True, alias="pod a")
      .add_veth("plain0", "plain1", mac="02:00:00:00:01:01")
      .set_link("plain1", promisc=True)
+     .add_veth("phys0", "phys0p")
+     .add_macvlan("mvvepa", "phys0", mode="vepa")
+     .add_macvlan("mvpriv", "phys0", mode="private")
+     .add_macvlan("mvpass", "plain0", mode="passthru")
+     .add_macvlan("mvbr", "phys0", mode="bridge", netns=ctr)
      .commit())
     (be.batch(ctr)
      .set_link("eth0", up=True)
@@ -337,6 +342,9 @@ def test_reads_are_identical_to_the_pyroute2_backend(be: NativeBackend, bridge_n
         theirs = {n for n in py.neighbours(path) if n.permanent}
         assert ours == theirs
     assert len({n for n in be.neighbours(ctr) if n.permanent}) == 2
+    modes = {x.name: x.mode for p in (node, ctr) for x in be.links(p) if x.kind == "macvlan"}
+    assert modes == {"mvvepa": "vepa", "mvpriv": "private", "mvpass": "passthru",
+                     "mvbr": "bridge"}
     for key in ("ipv4/ip_forward", "ipv6/conf/eth0/accept_dad"):
         assert be.sysctl_get(key, ctr) == py.sysctl_get(key, ctr)
 
@@ -401,3 +409,5 @@ def test_sub_interfaces_in_the_container(be: NativeBackend, node_netns: str,
         assert link.mac == "02:00:00:00:5b:01"
         data = ip_json(ctr, "-d", "link", "show", "sub0")[0]["linkinfo"]["info_data"]
         assert data["mode"] == "private"
+    assert (link.mode, link.vlan_id) == {"ipvlan": ("l2", None), "vlan": (None, 42),
+                                         "macvlan": ("private", None)}[kind]

@@ -267,6 +267,33 @@ def test_macvlan_created_inside_the_container(backend: NetBackend, node_netns: s
     assert link is not None and link.kind == "macvlan"
 
 
+def test_macvlan_modes_read_back(backend: NetBackend, node_netns: str,
+                                 container_netns: str) -> None:
+    """``Link.mode`` names the kernel's mode in every mode this kernel creates on a veth
+    (passthru takes a master of its own: it allows no other macvlan beside it)."""
+    node, ctr = node_netns, container_netns
+    (backend.batch(node)
+     .add_veth("phys0", "phys0p").set_link("phys0", up=True)
+     .add_veth("phys1", "phys1p").set_link("phys1", up=True)
+     .add_macvlan("mvbridge", "phys0", mode="bridge", netns=ctr)
+     .add_macvlan("mvprivate", "phys0", mode="private", netns=ctr)
+     .add_macvlan("mvvepa", "phys0", mode="vepa")
+     .add_macvlan("mvpassthru", "phys1", mode="passthru")
+     .commit())
+    where = {"bridge": ctr, "private": ctr, "vepa": node, "passthru": node}
+    for mode, path in where.items():
+        name = f"mv{mode}"
+        assert link_json(path, name)["linkinfo"]["info_data"]["mode"] == mode
+        link = backend.link(name, path)
+        assert link is not None and (link.kind, link.mode, link.vlan_id) == (
+            "macvlan", mode, None)
+        assert [x for x in backend.links(path) if x.name == name] == [link]
+    # other kinds report neither
+    for link in backend.links(node):
+        if link.kind != "macvlan":
+            assert (link.mode, link.vlan_id) == (None, None), link
+
+
 @pytest.mark.parametrize("kind", ["ipvlan", "vlan"])
 def test_ipvlan_and_vlan(backend: NetBackend, node_netns: str, container_netns: str,
                          kind: str) -> None:
@@ -286,11 +313,15 @@ def test_ipvlan_and_vlan(backend: NetBackend, node_netns: str, container_netns: 
     item = link_json(ctr, "sub0")
     assert item["mtu"] == 1400 and item["linkinfo"]["info_kind"] == kind
     data = item["linkinfo"]["info_data"]
+    link = backend.link("sub0", ctr)
+    assert link is not None
     if kind == "vlan":
         assert data["id"] == 42
+        assert (link.mode, link.vlan_id) == (None, 42)
     else:
         assert data["mode"] == "l3"
         assert "private" in json.dumps(data)  # iproute2 prints the flag by name
+        assert (link.mode, link.vlan_id) == ("l3", None)
     assert "sub0" not in link_names(node)
 
 

@@ -179,7 +179,9 @@ class FakeBackend:
             self.next_index += 1
             mac = kw.get("mac") or f"02:00:00:00:01:{self.next_index:02x}"
             self.ns(target)[name] = Link(index=self.next_index, name=name, kind=op[4:],
-                                         mtu=kw.get("mtu", here[master].mtu), mac=mac, up=False)
+                                         mtu=kw.get("mtu", here[master].mtu), mac=mac, up=False,
+                                         mode=kw.get("mode"),
+                                         vlan_id=args[2] if op == "add_vlan" else None)
             return target, name
         if op == "set_link":
             link = here.get(args[0])
@@ -529,6 +531,54 @@ def test_vlan_check_sees_kind_and_mtu_drift(fake: FakeBackend) -> None:
         vlan.cni_check(request(conf, "CHECK", prev=result))
     with pytest.raises(CNIError, match="prevResult"):
         vlan.cni_check(request(conf, "CHECK"))
+
+
+def test_vlan_check_sees_vlan_id_drift(fake: FakeBackend) -> None:
+    conf = {"type": "vlan", "master": "phys0", "vlanId": 5, "ipam": {"type": "static"}}
+    result = vlan.cni_add(request(conf))
+    link = fake.state[CTR]["eth0"]
+    assert link.vlan_id == 5
+    vlan.cni_check(request(conf, "CHECK", prev=result))
+    fake.state[CTR]["eth0"] = attrs.evolve(link, vlan_id=6)
+    with pytest.raises(CNIError) as info:
+        vlan.cni_check(request(conf, "CHECK", prev=result))
+    assert info.value.code == 999
+    assert "configured VLAN ID of eth0 is 5, current VLAN ID is 6" in str(info.value)
+    vlan.cni_check(request(conf | {"vlanId": 6}, "CHECK", prev=result))
+    # a backend that cannot read the ID back (None) is not a mismatch
+    fake.state[CTR]["eth0"] = attrs.evolve(link, vlan_id=None)
+    vlan.cni_check(request(conf, "CHECK", prev=result))
+
+
+@pytest.mark.parametrize(("module", "mode", "other"), [
+    (ipvlan, "l2", "l3"), (ipvlan, "l3s", "l2"), (macvlan, "bridge", "private"),
+    (macvlan, "vepa", "passthru"),
+])
+def test_check_sees_mode_drift(fake: FakeBackend, module: Any, mode: str, other: str) -> None:
+    conf = {"type": module.KIND, "master": "phys0", "mode": mode, "ipam": {"type": "static"}}
+    result = module.cni_add(request(conf))
+    link = fake.state[CTR]["eth0"]
+    assert link.mode == mode
+    module.cni_check(request(conf, "CHECK", prev=result))
+    fake.state[CTR]["eth0"] = attrs.evolve(link, mode=other)
+    with pytest.raises(CNIError) as info:
+        module.cni_check(request(conf, "CHECK", prev=result))
+    assert info.value.code == 999
+    assert (f"configured {module.KIND} mode of eth0 is {mode!r}, current mode is {other!r}"
+            in str(info.value))
+    module.cni_check(request(conf | {"mode": other}, "CHECK", prev=result))
+    fake.state[CTR]["eth0"] = attrs.evolve(link, mode=None)  # not read back: not compared
+    module.cni_check(request(conf, "CHECK", prev=result))
+
+
+def test_ipvlan_check_compares_the_default_mode(fake: FakeBackend) -> None:
+    """No ``mode`` in the config means l2, for CHECK as for ADD."""
+    conf = {"type": "ipvlan", "master": "phys0", "ipam": {"type": "static"}}
+    result = ipvlan.cni_add(request(conf))
+    ipvlan.cni_check(request(conf, "CHECK", prev=result))
+    fake.state[CTR]["eth0"] = attrs.evolve(fake.state[CTR]["eth0"], mode="l3")
+    with pytest.raises(CNIError, match="ipvlan mode of eth0 is 'l2', current mode is 'l3'"):
+        ipvlan.cni_check(request(conf, "CHECK", prev=result))
 
 
 # --- macvlan ----------------------------------------------------------------------------

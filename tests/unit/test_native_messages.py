@@ -236,6 +236,87 @@ def test_pyroute2_decodes_ipvlan_and_vlan_the_same_way() -> None:
         "IFLA_MACVLAN_MODE") == "vepa"  # pyroute2 prints the mode by name (2)
 
 
+# --- link read-back: dump messages parsed by the C code ---------------------------
+
+def nla(atype: int, payload: bytes) -> bytes:
+    alen = 4 + len(payload)
+    return struct.pack("=HH", alen, atype) + payload + b"\0" * (-alen % 4)
+
+
+def link_message(kind: str, data: bytes | None, *, index: int = 7,
+                 name: str = "sub0") -> bytes:
+    """An RTM_NEWLINK message as a link dump returns it: ``kind`` with IFLA_INFO_DATA
+    ``data`` (none when ``None``)."""
+    info = nla(IFLA_INFO_KIND, kind.encode() + b"\0")
+    if data is not None:
+        info += nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    body = (struct.pack("=BxHiII", socket.AF_UNSPEC, 1, index, IFF_UP, 0)
+            + nla(IFLA_IFNAME, name.encode() + b"\0") + nla(IFLA_MTU, struct.pack("=I", 1400))
+            + nla(IFLA_ADDRESS, bytes.fromhex("020000005b01"))
+            + nla(IFLA_LINK, struct.pack("=I", 2))
+            + nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+    return struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK, 2, 1, 0) + body
+
+
+@pytest.mark.parametrize(("kind", "data", "mode", "vlan_id"), [
+    ("ipvlan", nla(IFLA_IPVLAN_MODE, struct.pack("=H", 0)), "l2", None),
+    ("ipvlan", nla(IFLA_IPVLAN_MODE, struct.pack("=H", 1)), "l3", None),
+    ("ipvlan", nla(IFLA_IPVLAN_MODE, struct.pack("=H", 2)) + nla(IFLA_IPVLAN_FLAGS,
+                                                               struct.pack("=H", 1)), "l3s", None),
+    ("ipvlan", nla(IFLA_IPVLAN_MODE, struct.pack("=H", 9)), "9", None),  # unknown: its digits
+    ("vlan", nla(IFLA_VLAN_ID, struct.pack("=H", 42)), None, 42),
+    ("vlan", nla(IFLA_VLAN_ID, struct.pack("=H", 4094)), None, 4094),
+    ("vlan", nla(IFLA_VLAN_ID, struct.pack("=H", 0)), None, 0),
+    ("macvlan", nla(IFLA_MACVLAN_MODE, struct.pack("=I", 1)), "private", None),
+    ("macvlan", nla(IFLA_MACVLAN_MODE, struct.pack("=I", 2)), "vepa", None),
+    ("macvlan", nla(IFLA_MACVLAN_MODE, struct.pack("=I", 4)), "bridge", None),
+    ("macvlan", nla(IFLA_MACVLAN_MODE, struct.pack("=I", 8)), "passthru", None),
+    ("macvlan", nla(IFLA_MACVLAN_MODE, struct.pack("=I", 16)), "source", None),
+    ("macvlan", nla(IFLA_MACVLAN_MODE, struct.pack("=I", 0)), "0", None),
+    ("macvlan", b"", None, None),      # data without a mode
+    ("ipvlan", None, None, None),      # no IFLA_INFO_DATA at all
+    ("vlan", None, None, None),
+    ("veth", b"", None, None),         # attribute 1 of another kind means nothing here
+    ("dummy", nla(1, struct.pack("=I", 4)), None, None),
+])
+def test_dumped_link_mode_and_vlan_id(kind: str, data: bytes | None, mode: str | None,
+                                      vlan_id: int | None) -> None:
+    """The native parser reads the mode/ID from IFLA_INFO_DATA by kind, names the mode
+    from corecni.net._common's tables, and pyroute2's decoder agrees on the whole Link."""
+    raw = link_message(kind, data)
+    link = native.parse_link_message(raw)
+    assert (link.kind, link.mode, link.vlan_id) == (kind, mode, vlan_id)
+    assert (link.index, link.name, link.mtu, link.mac, link.up, link.master) == (
+        7, "sub0", 1400, "02:00:00:00:5b:01", True, None)
+    pytest.importorskip("pyroute2")
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    from corecni.net.pyroute2_backend import _link_from_msg
+    msg = ifinfmsg(raw)
+    msg.decode()
+    assert _link_from_msg(msg, {}) == link
+
+
+def test_dumped_link_messages_are_checked_not_trusted() -> None:
+    good = link_message("vlan", nla(IFLA_VLAN_ID, struct.pack("=H", 42)))
+    assert native.parse_link_message(good).vlan_id == 42
+    for data in (b"", good[:-1], good + b"\0" * 4, good[:16],
+                 struct.pack("=I", len(good)) + struct.pack("=H", RTM_NEWADDR) + good[6:]):
+        with pytest.raises(NetError) as info:
+            native.parse_link_message(data)
+        assert info.value.errno == errno.EINVAL
+    rng = random.Random(4321)
+    out = ffi.new("struct cn_link *")
+    cases = [good[:n] for n in range(len(good))]
+    for _ in range(2000):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(0, len(data))] = rng.randrange(256)
+        cases.append(bytes(data))
+    for data in cases:  # the C side alone: a corrupted name need not be UTF-8
+        assert lib.cn_parse_link(data, len(data), out) in (0, -errno.EINVAL)
+
+
 def test_bridge_vlan_filtering_only_when_asked() -> None:
     plain, filtering = render(NativeBatch(None).add_bridge("b0", vlan_filtering=False)
                               .add_bridge("b1", vlan_filtering=True))
