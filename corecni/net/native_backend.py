@@ -471,7 +471,8 @@ def _dump(op: str, netns: str | None, struct_name: str, dump: Callable[[Any, Any
 
 
 def _text(chars: Any) -> str:
-    return ffi.string(chars).decode()  # type: ignore[no-any-return]
+    """Kernel names are bytes; a non-UTF-8 name must not break a whole dump."""
+    return ffi.string(chars).decode(errors="surrogateescape")  # type: ignore[no-any-return]
 
 
 def _link_of(r: Any) -> Link:
