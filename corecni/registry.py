@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any, Literal
 
 import attrs
@@ -147,9 +147,3 @@ class Registry:
 
 def split_path(value: str | None) -> tuple[str, ...]:
     return tuple(p for p in (value or "").split(os.pathsep) if p)
-
-
-def default_registry(path: Sequence[str] | None = None, **kwargs: Any) -> Registry:
-    if path is None:
-        path = split_path(os.environ.get("CNI_PATH"))
-    return Registry(path=tuple(path), **kwargs)

@@ -136,17 +136,6 @@ def _same_route(want: NetRoute, have: NetRoute) -> bool:
     return want.ifname is None or have.ifname in (None, want.ifname)
 
 
-def prev_interface(request: Request) -> int | None:
-    """Index of ``request.ifname`` among the previous result's interfaces in the sandbox."""
-    prev = request.prev_result
-    if prev is None:
-        return None
-    for index, iface in enumerate(prev.interfaces):
-        if iface.name == request.ifname and iface.sandbox:
-            return index
-    return None
-
-
 # ---------------------------------------------------------------------------
 # Plugin config keys read the way Go's json.Unmarshal reads them (the rule is
 # ``_config_keys``'): an absent or null key is the zero value, a key of the

@@ -95,7 +95,3 @@ def invalid_config(msg: str, details: str = "") -> CNIError:
 
 def decoding_failure(msg: str, details: str = "") -> CNIError:
     return CNIError(ErrorCode.DECODING_FAILURE, msg, details)
-
-
-def invalid_env(msg: str, details: str = "") -> CNIError:
-    return CNIError(ErrorCode.INVALID_ENVIRONMENT, msg, details)
