@@ -22,41 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from corecni.spec.config import PluginConfig, format_cni_args
+from corecni.spec.config import PluginConfig
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import Result
 from corecni.spec.version import CURRENT, VersionInfo
 
 if TYPE_CHECKING:
-    from corecni.plugin import Request
     from corecni.registry import Registry
+    from corecni.request import Request
 
 DEFAULT_TIMEOUT = 60.0
 _STDERR_TAIL = 2000
-
-
-@attrs.frozen
-class ExecArgs:
-    """The CNI_* variables of one call."""
-
-    command: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: tuple[tuple[str, str], ...] = ()
-    path: tuple[str, ...] = ()
-
-    def environ(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ if base is None else base)
-        env.update({
-            "CNI_COMMAND": self.command,
-            "CNI_CONTAINERID": self.container_id,
-            "CNI_NETNS": self.netns,
-            "CNI_ARGS": format_cni_args(self.args),
-            "CNI_IFNAME": self.ifname,
-            "CNI_PATH": os.pathsep.join(self.path),
-        })
-        return env
 
 
 def _tail(data: bytes) -> str:
@@ -64,15 +40,16 @@ def _tail(data: bytes) -> str:
     return text[-_STDERR_TAIL:]
 
 
-def exec_plugin(exe: str, stdin: bytes, args: ExecArgs,
+def exec_plugin(exe: str, stdin: bytes, env: Mapping[str, str],
                 timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
-    """Run ``exe`` once; return its stdout or raise the error it reported."""
+    """Run ``exe`` once with ``env`` (``Request.environ()``: the CNI_* variables over the
+    caller's environment); return its stdout or raise the error it reported."""
     name = os.path.basename(exe)
     for attempt in range(6):
         try:
             proc = subprocess.Popen(
                 [exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=args.environ(), start_new_session=True, close_fds=True,
+                env=dict(env), start_new_session=True, close_fds=True,
             )
         except OSError as exc:
             if exc.errno == errno.ETXTBSY and attempt < 5:
@@ -87,7 +64,7 @@ def exec_plugin(exe: str, stdin: bytes, args: ExecArgs,
         _kill_group(proc)
         raise CNIError(ErrorCode.TRY_AGAIN_LATER,
                        f"plugin {name!r} timed out after {timeout:g}s and was killed",
-                       f"command {args.command}", plugin=name) from None
+                       f"command {env.get('CNI_COMMAND', '')}", plugin=name) from None
     if proc.returncode == 0:
         return stdout
     raise _plugin_error(name, proc.returncode, stdout, stderr)
@@ -113,9 +90,9 @@ def _plugin_error(name: str, returncode: int, stdout: bytes, stderr: bytes) -> C
                     detail, plugin=name)
 
 
-def exec_with_result(exe: str, stdin: bytes, args: ExecArgs,
+def exec_with_result(exe: str, stdin: bytes, env: Mapping[str, str],
                      timeout: float | None = DEFAULT_TIMEOUT) -> Result:
-    stdout = exec_plugin(exe, stdin, args, timeout)
+    stdout = exec_plugin(exe, stdin, env, timeout)
     name = os.path.basename(exe)
     try:
         data: Any = json.loads(stdout)
@@ -134,7 +111,8 @@ def exec_version(exe: str, timeout: float | None = DEFAULT_TIMEOUT) -> VersionIn
     """Ask a plugin what it speaks; pre-0.2 plugins that refuse VERSION speak 0.1.0."""
     stdin = json.dumps({"cniVersion": CURRENT}).encode()
     try:
-        stdout = exec_plugin(exe, stdin, ExecArgs(command="VERSION"), timeout)
+        env = {**os.environ, "CNI_COMMAND": "VERSION"}
+        stdout = exec_plugin(exe, stdin, env, timeout)
     except CNIError as exc:
         if "unknown CNI_COMMAND: VERSION" in exc.msg:
             return VersionInfo(cni_version="0.1.0", supported_versions=("0.1.0",))
@@ -176,13 +154,11 @@ class Invoker:
                 from corecni.plugin import as_cni_error
 
                 raise as_cni_error(exc).with_plugin(ptype) from exc
-        args = ExecArgs(command=request.command, container_id=request.container_id,
-                        netns=request.netns, ifname=request.ifname, args=request.args,
-                        path=request.path)
+        env = request.environ()
         stdin = request.config.to_bytes()
         if request.command == "ADD":
-            return exec_with_result(ref.location, stdin, args, self.timeout)
-        exec_plugin(ref.location, stdin, args, self.timeout)
+            return exec_with_result(ref.location, stdin, env, self.timeout)
+        exec_plugin(ref.location, stdin, env, self.timeout)
         return None
 
     def call(self, plugin_type: str, command: str, request: Request,

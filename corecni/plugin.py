@@ -12,21 +12,25 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
 
 from corecni import hookspecs
+from corecni.request import COMMANDS, Attachment, Delegate, Request
 from corecni.spec import version as versions
-from corecni.spec.config import PluginConfig
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import Result
 
 if TYPE_CHECKING:
+    from corecni.net.base import NetBackend
     from corecni.spec.version import VersionInfo
 
-COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
+#: re-exported for plugins written against corecni 0.1 (``from corecni.plugin import
+#: Request``); new code imports them from ``corecni.kit`` or ``corecni.request``.
+__all__ = ["COMMANDS", "FAMILIES", "Attachment", "Delegate", "LoadedPlugin", "PluginLoadError",
+           "Request", "as_cni_error", "import_target", "load_plugin"]
 
 #: hook names per family, in (add, del, check) order
 FAMILIES: Mapping[str, tuple[str, str, str]] = {
@@ -34,103 +38,6 @@ FAMILIES: Mapping[str, tuple[str, str, str]] = {
     "ipam": ("ipam_add", "ipam_del", "ipam_check"),
     "meta": ("meta_add", "meta_del", "meta_check"),
 }
-
-
-@attrs.frozen
-class Attachment:
-    """A (container ID, ifname) pair a runtime still considers live (for GC)."""
-
-    container_id: str
-    ifname: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"containerID": self.container_id, "ifname": self.ifname}
-
-
-class Delegate(Protocol):
-    """How a plugin calls another plugin (its IPAM, or a meta plugin's delegate).
-
-    Implemented by ``corecni.delegate.RegistryDelegate``: in-process for a
-    Python plugin, exec from CNI_PATH otherwise.
-    """
-
-    def call(self, plugin_type: str, command: str, request: Request,
-             config: Mapping[str, Any] | None = None) -> Result | None: ...
-
-
-@attrs.frozen
-class Request:
-    """One CNI call as a plugin hook sees it."""
-
-    command: str
-    config: PluginConfig
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: tuple[tuple[str, str], ...] = ()
-    path: tuple[str, ...] = ()
-    prev_result: Result | None = None
-    valid_attachments: tuple[Attachment, ...] = ()
-    delegate: Delegate | None = attrs.field(default=None, eq=False, repr=False)
-
-    @classmethod
-    def for_config(cls, command: str, config: PluginConfig, *, container_id: str = "",
-                   netns: str = "", ifname: str = "", args: tuple[tuple[str, str], ...] = (),
-                   path: tuple[str, ...] = ()) -> Request:
-        """The request for ``config``: prevResult and GC's valid attachments read from it."""
-        return cls(command=command, config=config, container_id=container_id, netns=netns,
-                   ifname=ifname, args=args, path=path, prev_result=config.prev_result,
-                   valid_attachments=_valid_attachments(config) if command == "GC" else ())
-
-    @property
-    def cni_version(self) -> str:
-        return self.config.cni_version
-
-    @property
-    def args_dict(self) -> dict[str, str]:
-        return dict(self.args)
-
-    # -- delegation helpers: what Go's ipam.ExecAdd/ExecDel/ExecCheck do --
-    def _ipam_type(self) -> str:
-        ipam = self.config.ipam
-        ptype = ipam.get("type") if ipam else None
-        if not isinstance(ptype, str) or not ptype:
-            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "missing ipam.type",
-                           f"plugin {self.config.type!r} needs an 'ipam' section with a 'type'")
-        return ptype
-
-    def _delegate(self, command: str, plugin_type: str | None) -> Result | None:
-        if self.delegate is None:
-            raise CNIError(ErrorCode.INTERNAL, "no delegate available for this request")
-        ptype = plugin_type or self._ipam_type()
-        return self.delegate.call(ptype, command, attrs.evolve(self, command=command))
-
-    def ipam_add(self, plugin_type: str | None = None) -> Result:
-        result = self._delegate("ADD", plugin_type)
-        if result is None:
-            raise CNIError(ErrorCode.INTERNAL, "IPAM plugin returned no result",
-                           plugin_type or self._ipam_type())
-        return result
-
-    def ipam_del(self, plugin_type: str | None = None) -> None:
-        self._delegate("DEL", plugin_type)
-
-    def ipam_check(self, plugin_type: str | None = None) -> None:
-        self._delegate("CHECK", plugin_type)
-
-
-def _valid_attachments(config: PluginConfig) -> tuple[Attachment, ...]:
-    raw = config.raw.get("cni.dev/valid-attachments") or []
-    if not isinstance(raw, list):
-        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
-                       "cni.dev/valid-attachments must be a list")
-    out = []
-    for item in raw:
-        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
-            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
-                           "bad entry in cni.dev/valid-attachments", repr(item))
-        out.append(Attachment(item["containerID"], str(item.get("ifname", ""))))
-    return tuple(out)
 
 
 def as_cni_error(exc: BaseException) -> CNIError:
@@ -172,7 +79,8 @@ class LoadedPlugin:
         return self.manager.hook
 
     def supported_versions(self) -> tuple[str, ...]:
-        listed = self.hook.cni_supported_versions()
+        listed = self.hook.plugin_supported_versions() or \
+            self.hook.cni_supported_versions()  # the 0.1 name, deprecated
         return tuple(listed) if listed else versions.SUPPORTED
 
     def version_info(self) -> VersionInfo:
@@ -193,6 +101,8 @@ class LoadedPlugin:
                            f"config is {request.config.cni_version!r}, plugin {self.type!r} "
                            f"supports {list(self.supported_versions())}")
         _require_version_for(request.command, request.config.cni_version)
+        if request.net_backend is None:
+            request = attrs.evolve(request, net=_node_backend())
         add, delete, check = FAMILIES[self.family]
         hook = self.hook
         command = request.command
@@ -221,12 +131,35 @@ class LoadedPlugin:
             getattr(hook, name)(**kwargs)
             return None
         if command == "STATUS":
-            hook.cni_status(request=request)
+            hook.plugin_status(request=request)
+            hook.cni_status(request=request)  # the 0.1 name, deprecated
             return None
         if command == "GC":
-            hook.cni_gc(request=request)
+            hook.plugin_gc(request=request)
+            hook.cni_gc(request=request)  # the 0.1 name, deprecated
             return None
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
+
+
+class _NodeBackend:
+    """The node's configured link layer (``corecni.net.get_backend()``), chosen on first
+    use: an IPAM plugin that never touches a link never imports the link layer."""
+
+    def __init__(self) -> None:
+        self._backend: NetBackend | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._backend is None:
+            from corecni.net import get_backend
+
+            self._backend = get_backend()
+        return getattr(self._backend, name)
+
+
+def _node_backend() -> NetBackend:
+    return cast("NetBackend", _NodeBackend())
 
 
 #: the first spec version that has each command (Go's skel refuses earlier ones)

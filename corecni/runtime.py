@@ -24,9 +24,9 @@ import attrs
 
 from corecni.cache import DEFAULT_DIR, CachedAttachment, ResultCache
 from corecni.invoke import DEFAULT_TIMEOUT, Invoker
-from corecni.plugin import Attachment, Request
+from corecni.netns import validate_netns_path
 from corecni.registry import Registry
-from corecni.skel import validate_netns_path
+from corecni.request import Attachment, Request
 from corecni.spec import version as versions
 from corecni.spec.config import (
     NetworkConfigList,
@@ -58,8 +58,15 @@ class CNIRuntime:
     _invoker: Invoker = attrs.field(init=False, alias="_invoker")
 
     def __attrs_post_init__(self) -> None:
+        # One plugin path: the one plugins are found on is the CNI_PATH they are given.
         if self.registry is None:
             self.registry = Registry(path=tuple(self.path))
+        elif not self.path:
+            self.path = tuple(self.registry.path)
+        elif tuple(self.path) != tuple(self.registry.path):
+            raise ValueError(f"CNIRuntime path {list(self.path)} differs from its registry's "
+                             f"{list(self.registry.path)}: plugins would get a CNI_PATH other "
+                             "than the one they were found on")
         self._invoker = Invoker(self.registry, self.timeout)
 
     # ---- helpers ------------------------------------------------------------

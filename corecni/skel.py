@@ -8,10 +8,11 @@ exception becomes error JSON, and no traceback ever reaches stdout: while a
 hook runs, ``sys.stdout`` points at stderr so a stray ``print`` cannot corrupt
 the protocol.
 
-The variables are one table (name, the commands that require it, its
-validator); the dispatcher reads the table instead of repeating checks per
-command. Imports stay light: no entry-point scan (the launcher names the
-plugin), no subprocess/registry until a plugin actually delegates.
+The variables are one table (``corecni.request.ENV``: name, the Request field,
+the commands that require it, its validator), shared with the runtime side;
+the dispatcher reads the table instead of repeating checks per command.
+Imports stay light: no entry-point scan (the launcher names the plugin), no
+subprocess/registry until a plugin actually delegates.
 """
 
 from __future__ import annotations
@@ -19,90 +20,34 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import attrs
 
-from corecni import netns as netns_mod
-from corecni.plugin import COMMANDS, Request, as_cni_error, load_plugin
+from corecni.plugin import as_cni_error, load_plugin
+from corecni.request import COMMANDS, Request, read_env
 from corecni.spec.config import (
     PluginConfig,
-    parse_cni_args,
     parse_json_object,
-    validate_container_id,
-    validate_ifname,
     validate_network_name,
 )
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import Result
 from corecni.spec.version import CURRENT
 
-_ATTACH = frozenset({"ADD", "DEL", "CHECK"})
 
-
-def validate_netns_path(path: str) -> str:
-    """ADD/CHECK need a live namespace: gone -> code 3, not a netns -> code 4."""
-    try:
-        netns_mod.check_netns(path)
-    except netns_mod.NetnsError as exc:
-        if exc.errno == 2:
-            raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "network namespace does not exist",
-                           path) from None
-        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace",
-                       f"{path}: {exc.strerror}") from None
-    return path
-
-
-@attrs.frozen
-class EnvVar:
-    name: str
-    required_for: frozenset[str]
-    validate: Callable[[str], object] | None = None
-    validate_for: frozenset[str] = frozenset(COMMANDS)
-
-
-ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("CNI_COMMAND", frozenset(COMMANDS)),
-    EnvVar("CNI_CONTAINERID", _ATTACH, validate_container_id),
-    EnvVar("CNI_NETNS", frozenset({"ADD", "CHECK"}), validate_netns_path,
-           validate_for=frozenset({"ADD", "CHECK"})),
-    EnvVar("CNI_IFNAME", _ATTACH, validate_ifname),
-    EnvVar("CNI_ARGS", frozenset(), parse_cni_args),
-    EnvVar("CNI_PATH", frozenset({"ADD", "DEL", "CHECK", "GC", "STATUS"})),
-)
-
-
-def read_env(command: str, environ: Mapping[str, str]) -> dict[str, str]:
-    missing = [v.name for v in ENV_VARS
-               if command in v.required_for and not environ.get(v.name)]
-    if missing:
-        raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
-                       f"required env variables [{','.join(missing)}] missing")
-    values = {v.name: environ.get(v.name, "") for v in ENV_VARS}
-    for var in ENV_VARS:
-        if var.validate is not None and values[var.name] and command in var.validate_for:
-            var.validate(values[var.name])
-    return values
-
-
-def build_request(command: str, values: Mapping[str, str], stdin: bytes) -> Request:
-    """Turn env + stdin into the Request every hook receives."""
+def build_request(command: str, values: Mapping[str, Any], stdin: bytes) -> Request:
+    """Turn the env's Request fields (``read_env``) + stdin into the Request every hook
+    receives."""
     config = PluginConfig.from_dict(parse_json_object(stdin, "network config"),
                                     where="network config")
     if command != "STATUS" or config.name:
         validate_network_name(config.name)
     if not config.cni_version:
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "missing cniVersion in network config")
-    return Request.for_config(
-        command,
-        config,
-        container_id=values["CNI_CONTAINERID"],
-        netns=values["CNI_NETNS"],
-        ifname=values["CNI_IFNAME"],
-        args=parse_cni_args(values["CNI_ARGS"]),
-        path=tuple(p for p in values["CNI_PATH"].split(os.pathsep) if p),
-    )
+    fields = {k: v for k, v in values.items() if k != "command"}
+    return Request.for_config(command, config, **fields)
 
 
 @attrs.define

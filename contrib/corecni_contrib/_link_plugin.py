@@ -1,10 +1,10 @@
-"""What macvlan, ipvlan and vlan share beyond the kernel steps in ``_iface``.
+"""What macvlan, ipvlan and vlan share beyond ``corecni.kit.links``.
 
 The three make a link on a master device and place it in the container; Go
 repeats their common config keys and CHECK in each plugin. Here they are once:
 the keys read after each plugin's own (``mtu``, ``linkInContainer``, ``ipam``,
 ``dns``), where the master lives, and CHECK after the master. Each plugin
-still gets its backend itself (``get_backend`` in its own module) and passes
+gets its backend from the request (``request.net``) and passes
 it in.
 """
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from corecni import kit
+from corecni.kit import Request
 from corecni.net import NetBackend
-from corecni.plugin import Request
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS
-from corecni_contrib import _iface as common
 
 
 class LinkKeys(TypedDict):
@@ -32,9 +32,9 @@ class LinkKeys(TypedDict):
 def link_keys(raw: Mapping[str, Any]) -> LinkKeys:
     """``mtu``, ``linkInContainer``, ``ipam.type`` and ``dns``, read in that order (a
     plugin reads its own keys first, so the first bad key is the one reported)."""
-    return LinkKeys(mtu=common.cfg_int(raw, "mtu"),
-                    link_in_container=common.cfg_bool(raw, "linkInContainer"),
-                    ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
+    return LinkKeys(mtu=kit.int_key(raw, "mtu"),
+                    link_in_container=kit.bool_key(raw, "linkInContainer"),
+                    ipam_type=kit.ipam_type(raw), dns=kit.dns_key(raw))
 
 
 class LowerLinkConfig:
@@ -57,8 +57,8 @@ def check_lower_link(backend: NetBackend, request: Request, kind: str, ipam_type
     addresses and routes."""
     if ipam_type:
         request.ipam_check()
-    prev, iface = common.prev_container_interface(request)
-    link = common.check_container_link(backend, request, iface, kind)
+    prev, iface = kit.prev_container_interface(request)
+    link = kit.check_container_link(backend, request, iface, kind)
     if mtu and link.mtu != mtu:
         raise CNIError(ErrorCode.INTERNAL, f"configured MTU of {iface.name} is {mtu}, "
                        f"current value is {link.mtu}")
@@ -68,4 +68,4 @@ def check_lower_link(backend: NetBackend, request: Request, kind: str, ipam_type
     if vlan_id is not None and link.vlan_id is not None and link.vlan_id != vlan_id:
         raise CNIError(ErrorCode.INTERNAL, f"configured VLAN ID of {iface.name} is {vlan_id}, "
                        f"current VLAN ID is {link.vlan_id}")
-    common.check_iface(backend, request.netns, request.ifname, prev)
+    kit.check_iface(backend, request.netns, request.ifname, prev)

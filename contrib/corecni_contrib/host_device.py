@@ -30,13 +30,12 @@ from collections.abc import Iterator
 
 import attrs
 
-from corecni.hookspecs import hookimpl
-from corecni.net import Link, NetBackend, NetError, get_backend
-from corecni.plugin import Request
+from corecni import kit
+from corecni.kit import Request, hookimpl
+from corecni.net import Link, NetBackend, NetError
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Interface, Result
 from corecni.spec.version import CURRENT
-from corecni_contrib import _iface as common
 
 SYS_BUS_PCI = "/sys/bus/pci/devices"
 #: drivers that take a NIC away from the kernel (Go's list)
@@ -44,12 +43,12 @@ USERSPACE_DRIVERS = ("vfio-pci", "uio_pci_generic", "igb_uio")
 
 
 def _normal_mac(value: str) -> str:
-    return common.cfg_mac(value, "hwaddr") if value else ""
+    return kit.parse_mac(value, "hwaddr") if value else ""
 
 
 def _check_kernelpath(_: object, __: attrs.Attribute[str], value: str) -> None:
     if value and not (os.path.isabs(value) and value.startswith("/sys/devices/")):
-        raise common.cfg_error(f"kernel device path {value!r} must be absolute and begin "
+        raise kit.config_error(f"kernel device path {value!r} must be absolute and begin "
                                "with /sys/devices/")
 
 
@@ -66,17 +65,17 @@ class HostDeviceConfig:
 
     def __attrs_post_init__(self) -> None:
         if not (self.device or self.hwaddr or self.kernelpath or self.pci_bus_id):
-            raise common.cfg_error('specify either "device", "hwaddr", "kernelpath" or '
+            raise kit.config_error('specify either "device", "hwaddr", "kernelpath" or '
                                    '"pciBusID"')
 
     @classmethod
     def from_request(cls, request: Request) -> HostDeviceConfig:
         raw = request.config.raw
-        pci = common.cfg_str(request.config.runtime_config, "deviceID") or \
-            common.cfg_str(raw, "pciBusID")
-        return cls(device=common.cfg_str(raw, "device"), hwaddr=common.cfg_str(raw, "hwaddr"),
-                   kernelpath=common.cfg_str(raw, "kernelpath"), pci_bus_id=pci,
-                   ipam_type=common.cfg_ipam_type(raw), dns=common.cfg_dns(raw))
+        pci = kit.str_key(request.config.runtime_config, "deviceID") or \
+            kit.str_key(raw, "pciBusID")
+        return cls(device=kit.str_key(raw, "device"), hwaddr=kit.str_key(raw, "hwaddr"),
+                   kernelpath=kit.str_key(raw, "kernelpath"), pci_bus_id=pci,
+                   ipam_type=kit.ipam_type(raw), dns=kit.dns_key(raw))
 
     def dpdk_mode(self, sys_bus_pci: str = SYS_BUS_PCI) -> bool:
         return bool(self.pci_bus_id) and has_dpdk_driver(self.pci_bus_id, sys_bus_pci)
@@ -86,13 +85,13 @@ def has_dpdk_driver(pci: str, sys_bus_pci: str = SYS_BUS_PCI) -> bool:
     """Whether the PCI device is bound to a userspace driver; code 7 if it has no driver."""
     link = os.path.join(sys_bus_pci, pci, "driver")
     if not os.path.exists(link):
-        raise common.cfg_error(f"error with host device: PCI device {pci} has no driver",
+        raise kit.config_error(f"error with host device: PCI device {pci} has no driver",
                                f"{link} does not exist")
     return os.path.basename(os.path.realpath(link)) in USERSPACE_DRIVERS
 
 
 def _not_found(what: str, details: str) -> CNIError:
-    return common.cfg_error(f"failed to find host device {what}", details)
+    return kit.config_error(f"failed to find host device {what}", details)
 
 
 def device_names(conf: HostDeviceConfig, sys_bus_pci: str = SYS_BUS_PCI) -> list[str]:
@@ -119,7 +118,7 @@ def device_names(conf: HostDeviceConfig, sys_bus_pci: str = SYS_BUS_PCI) -> list
 def find_host_device(backend: NetBackend, conf: HostDeviceConfig,
                      sys_bus_pci: str = SYS_BUS_PCI) -> Link:
     """The device in the node namespace, by the first key set (Go's order)."""
-    with common.kernel_step("list node links"):
+    with kit.kernel_step("list node links"):
         links = backend.links(None)
     if conf.device:
         wanted, what = [conf.device], f'"{conf.device}"'
@@ -160,12 +159,12 @@ def _restore_on_node(backend: NetBackend, name: str, dev: Link) -> None:
 
 def move_in(backend: NetBackend, dev: Link, netns: str, ifname: str, node: str) -> None:
     """Node device -> container as ``ifname``, up, its node name kept in the alias."""
-    tmp = common.temp_link_name()
+    tmp = kit.temp_link_name()
     try:
         backend.batch(None).set_link(dev.name, rename=tmp, alias=dev.name, netns=netns).commit()
     except NetError as exc:
         _restore_on_node(backend, tmp, dev)
-        raise common.net_failure(f"failed to move {dev.name} into {netns}", exc) from None
+        raise kit.net_failure(f"failed to move {dev.name} into {netns}", exc) from None
     try:
         backend.batch(netns).set_link(tmp, rename=ifname, up=True).commit()
     except NetError as exc:
@@ -176,16 +175,16 @@ def move_in(backend: NetBackend, dev: Link, netns: str, ifname: str, node: str) 
             raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
                            f"interface {ifname} already exists in the container",
                            str(exc)) from None
-        raise common.net_failure(f"failed to rename {dev.name} to {ifname}", exc) from None
+        raise kit.net_failure(f"failed to rename {dev.name} to {ifname}", exc) from None
 
 
 def move_out(backend: NetBackend, netns: str, ifname: str, original: str, node: str) -> None:
     """Container ``ifname`` -> node device ``original``, alias cleared, left down (its
     state before the ADD is unknown, as Go says)."""
-    tmp = common.temp_link_name()
-    with common.kernel_step(f"failed to move {ifname} out of {netns}"):
+    tmp = kit.temp_link_name()
+    with kit.kernel_step(f"failed to move {ifname} out of {netns}"):
         backend.batch(netns).set_link(ifname, rename=tmp, netns=node).commit()
-    with common.kernel_step(f"failed to restore {tmp} (alias {original}) to its name"):
+    with kit.kernel_step(f"failed to restore {tmp} (alias {original}) to its name"):
         backend.batch(None).set_link(tmp, rename=original, alias="").commit()
 
 
@@ -207,9 +206,9 @@ def _add_dpdk(request: Request, conf: HostDeviceConfig) -> Result:
     if not conf.ipam_type:
         return Result(cni_version=CURRENT, interfaces=(iface,))
     addressing = request.ipam_add()
-    with common.ipam_released_on_failure(request):
-        common.require_ips(addressing)
-        return common.attached_result(iface, addressing, conf.dns)
+    with kit.ipam_released_on_failure(request):
+        kit.require_ips(addressing)
+        return kit.attached_result(iface, addressing, conf.dns)
 
 
 @hookimpl
@@ -218,22 +217,22 @@ def cni_add(request: Request) -> Result:
     if conf.dpdk_mode():
         return _add_dpdk(request, conf)
     netns, ifname = request.netns, request.ifname
-    backend = get_backend()
+    backend = request.net
     dev = find_host_device(backend, conf)
-    common.ensure_ifname_free(backend, netns, ifname)
+    kit.ensure_ifname_free(backend, netns, ifname)
     with node_netns_path() as node:
         move_in(backend, dev, netns, ifname, node)
         with _moved_back_on_failure(backend, netns, ifname, dev, node):
-            with common.kernel_step(f"read back {ifname}"):
+            with kit.kernel_step(f"read back {ifname}"):
                 link = backend.link(ifname, netns)
             iface = Interface(name=ifname, mac=link.mac if link else "", sandbox=netns)
             if not conf.ipam_type:
                 return Result(cni_version=CURRENT, interfaces=(iface,))
             addressing = request.ipam_add()
-            with common.ipam_released_on_failure(request):
-                common.require_ips(addressing)
-                result = common.attached_result(iface, addressing, conf.dns)
-                common.configure_iface(backend, netns, ifname, result)
+            with kit.ipam_released_on_failure(request):
+                kit.require_ips(addressing)
+                result = kit.attached_result(iface, addressing, conf.dns)
+                kit.configure_iface(backend, netns, ifname, result)
                 return result
 
 
@@ -246,11 +245,11 @@ def cni_del(request: Request) -> None:
     namespace by itself - no such link, or a link without the alias, i.e. not ours),
     so DEL is idempotent.
     """
-    common.release_ipam(request)
+    kit.release_ipam(request)
     netns, ifname = request.netns, request.ifname
-    if not netns or common.netns_gone(netns):
+    if not netns or kit.netns_gone(netns):
         return
-    backend = get_backend()
+    backend = request.net
     try:
         link = backend.link(ifname, netns)
         if link is None or not link.alias:
@@ -259,7 +258,7 @@ def cni_del(request: Request) -> None:
     except NetError as exc:
         if exc.errno == errno.ENOENT:
             return
-        raise common.net_failure(f"look up {ifname} in {netns}", exc) from None
+        raise kit.net_failure(f"look up {ifname} in {netns}", exc) from None
     if taken:
         raise CNIError(ErrorCode.INTERNAL, f"cannot move {ifname} back: {link.alias!r} "
                        "already exists in the node namespace")
@@ -274,14 +273,14 @@ def cni_check(request: Request) -> None:
         request.ipam_check()
     if conf.dpdk_mode():
         if request.prev_result is None:
-            raise common.cfg_error("required prevResult missing")
+            raise kit.config_error("required prevResult missing")
         return
-    prev, iface = common.prev_container_interface(request)
-    backend = get_backend()
-    common.check_container_link(backend, request, iface, None)
-    common.check_iface(backend, request.netns, request.ifname, prev)
+    prev, iface = kit.prev_container_interface(request)
+    backend = request.net
+    kit.check_container_link(backend, request, iface, None)
+    kit.check_iface(backend, request.netns, request.ifname, prev)
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
-    common.ipam_status(request)
+def plugin_status(request: Request) -> None:
+    kit.ipam_status(request)

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import attrs
 
-from corecni.hookspecs import hookimpl
-from corecni.net import Batch, Link, NetBackend, get_backend
-from corecni.plugin import Request
+from corecni import kit
+from corecni.kit import Request, hookimpl
+from corecni.net import Batch, Link, NetBackend
 from corecni.spec.result import DNS, Result
-from corecni_contrib import _iface as common
 from corecni_contrib import _link_plugin
 
 KIND = "ipvlan"
@@ -36,13 +35,13 @@ MODES = ("l2", "l3", "l3s")
 
 def _check_mode(_: object, __: attrs.Attribute[str], value: str) -> None:
     if value not in MODES:
-        raise common.cfg_error(f'unknown ipvlan mode: "{value}"',
+        raise kit.config_error(f'unknown ipvlan mode: "{value}"',
                                f"mode must be one of {', '.join(MODES)}")
 
 
 def _check_mtu(_: object, __: attrs.Attribute[int], value: int) -> None:
     if value < 0:
-        raise common.cfg_error(f"invalid MTU {value}", "mtu must be 0 (kernel default) or more")
+        raise kit.config_error(f"invalid MTU {value}", "mtu must be 0 (kernel default) or more")
 
 
 @attrs.frozen
@@ -59,10 +58,10 @@ class IpvlanConfig(_link_plugin.LowerLinkConfig):
     @classmethod
     def from_request(cls, request: Request) -> IpvlanConfig:
         raw = request.config.raw
-        return cls(master=common.cfg_str(raw, "master"),
-                   mode=common.cfg_str(raw, "mode") or "l2", **_link_plugin.link_keys(raw))
+        return cls(master=kit.str_key(raw, "master"),
+                   mode=kit.str_key(raw, "mode") or "l2", **_link_plugin.link_keys(raw))
 
-    def creator(self, master: str) -> common.CreateLink:
+    def creator(self, master: str) -> kit.CreateLink:
         def create(batch: Batch, name: str, netns: str | None) -> object:
             return batch.add_ipvlan(name, master, mode=self.mode, netns=netns,
                                     mtu=self.mtu or None)
@@ -75,15 +74,15 @@ def master_name(backend: NetBackend, request: Request, conf: IpvlanConfig) -> st
         return conf.master
     prev = request.prev_result
     if prev is None:
-        return common.default_route_interface(backend, conf.master_netns(request))
+        return kit.default_route_interface(backend, conf.master_netns(request))
     if len(prev.interfaces) == 1 and prev.interfaces[0].name:
         return prev.interfaces[0].name
-    raise common.cfg_error("chained master failure. PrevResult lacks a single named interface",
+    raise kit.config_error("chained master failure. PrevResult lacks a single named interface",
                            f"{len(prev.interfaces)} interfaces in prevResult and no \"master\"")
 
 
 def _master(backend: NetBackend, request: Request, conf: IpvlanConfig) -> Link:
-    return common.lookup_master(backend, master_name(backend, request, conf),
+    return kit.lookup_master(backend, master_name(backend, request, conf),
                                 conf.master_netns(request))
 
 
@@ -93,21 +92,21 @@ def cni_add(request: Request) -> Result:
     prev = request.prev_result
     chained = not conf.ipam_type and prev is not None and bool(prev.ips)
     if not conf.ipam_type and not chained:
-        raise common.cfg_error("ipvlan needs an 'ipam' section",
+        raise kit.config_error("ipvlan needs an 'ipam' section",
                                "or, when chained, a prevResult with IPs to configure it from")
-    backend = get_backend()
+    backend = request.net
     master = _master(backend, request, conf)
-    created = common.create_lower_link(backend, request, KIND, conf.creator(master.name),
+    created = kit.create_lower_link(backend, request, KIND, conf.creator(master.name),
                                        conf.link_in_container)
-    return common.address_lower_link(backend, request, created, prev if chained else None,
+    return kit.address_lower_link(backend, request, created, prev if chained else None,
                                      conf.dns, use_ipam=not chained)
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
     """Reads only ``ipam`` from the config (absent when chained: nothing to release)."""
-    common.release_ipam(request)
-    common.delete_container_link(get_backend(), request, KIND)
+    kit.release_ipam(request)
+    kit.delete_container_link(request.net, request, KIND)
 
 
 @hookimpl
@@ -116,12 +115,12 @@ def cni_check(request: Request) -> None:
     when configured (the prevResult here is ipvlan's own, it cannot name the master).
     The container link's mode is compared with the configured one as well."""
     conf = IpvlanConfig.from_request(request)
-    backend = get_backend()
+    backend = request.net
     if conf.master:
         _master(backend, request, conf)
     _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mode=conf.mode)
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
-    common.ipam_status(request)
+def plugin_status(request: Request) -> None:
+    kit.ipam_status(request)

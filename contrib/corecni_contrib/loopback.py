@@ -16,13 +16,11 @@ import errno
 import ipaddress
 import socket
 
-from corecni.hookspecs import hookimpl
-from corecni.net import NetError, get_backend
-from corecni.plugin import Request
+from corecni.kit import Request, hookimpl, kernel_step, net_failure, netns_gone
+from corecni.net import NetError
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import Interface, IPConfig, Result
 from corecni.spec.version import CURRENT
-from corecni_contrib._iface import kernel_step, net_failure, netns_gone
 
 LO = "lo"
 LO_MAC = "00:00:00:00:00:00"
@@ -32,9 +30,9 @@ LO_MAC = "00:00:00:00:00:00"
 def cni_add(request: Request) -> Result:
     netns = request.netns
     with kernel_step(f"set {LO} up in {netns}"):
-        get_backend().batch(netns).set_link(LO, up=True).commit()
+        request.net.batch(netns).set_link(LO, up=True).commit()
     with kernel_step(f"list addresses of {LO} in {netns}"):
-        addresses = get_backend().addresses(netns, LO)
+        addresses = request.net.addresses(netns, LO)
     for address in addresses:
         if not ipaddress.ip_interface(address.address).ip.is_loopback:
             raise CNIError(ErrorCode.INTERNAL, "loopback interface found with non-loopback "
@@ -56,7 +54,7 @@ def cni_del(request: Request) -> None:
     if not netns or netns_gone(netns):
         return
     try:
-        get_backend().batch(netns).set_link(LO, up=False).commit()
+        request.net.batch(netns).set_link(LO, up=False).commit()
     except NetError as exc:
         if exc.errno != errno.ENOENT:  # ENOENT: the namespace went away meanwhile
             raise net_failure(f"set {LO} down in {netns}", exc) from None
@@ -65,6 +63,6 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     with kernel_step(f"look up {LO} in {request.netns}"):
-        link = get_backend().link(LO, request.netns)
+        link = request.net.link(LO, request.netns)
     if link is None or not link.up:
         raise CNIError(ErrorCode.INTERNAL, "loopback interface is down", request.netns)

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import attrs
 
-from corecni.hookspecs import hookimpl
-from corecni.net import Batch, Link, NetBackend, get_backend
-from corecni.plugin import Request
+from corecni import kit
+from corecni.kit import Request, hookimpl
+from corecni.net import Batch, Link, NetBackend
 from corecni.spec.result import DNS, Result
-from corecni_contrib import _iface as common
 from corecni_contrib import _link_plugin
 
 KIND = "macvlan"
@@ -37,12 +36,12 @@ MODES = ("bridge", "private", "vepa", "passthru")
 
 def _check_mode(_: object, __: attrs.Attribute[str], value: str) -> None:
     if value not in MODES:
-        raise common.cfg_error(f'unknown macvlan mode: "{value}"',
+        raise kit.config_error(f'unknown macvlan mode: "{value}"',
                                f"mode must be one of {', '.join(MODES)}")
 
 
 def _normal_mac(value: str) -> str:
-    return common.cfg_mac(value, "MAC address") if value else ""
+    return kit.parse_mac(value, "MAC address") if value else ""
 
 
 @attrs.frozen
@@ -60,13 +59,13 @@ class MacvlanConfig(_link_plugin.LowerLinkConfig):
     @classmethod
     def from_request(cls, request: Request) -> MacvlanConfig:
         raw = request.config.raw
-        mac = request.args_dict.get("MAC") or common.cfg_str(raw, "mac")
-        mac = common.cfg_str(request.config.runtime_config, "mac") or mac
-        return cls(master=common.cfg_str(raw, "master"),
-                   mode=common.cfg_str(raw, "mode") or "bridge", mac=mac,
+        mac = request.args_dict.get("MAC") or kit.str_key(raw, "mac")
+        mac = kit.str_key(request.config.runtime_config, "mac") or mac
+        return cls(master=kit.str_key(raw, "master"),
+                   mode=kit.str_key(raw, "mode") or "bridge", mac=mac,
                    **_link_plugin.link_keys(raw))
 
-    def creator(self, master: str) -> common.CreateLink:
+    def creator(self, master: str) -> kit.CreateLink:
         def create(batch: Batch, name: str, netns: str | None) -> object:
             return batch.add_macvlan(name, master, mode=self.mode, netns=netns,
                                      mtu=self.mtu or None, mac=self.mac or None)
@@ -75,20 +74,20 @@ class MacvlanConfig(_link_plugin.LowerLinkConfig):
 
 def _master(backend: NetBackend, request: Request, conf: MacvlanConfig) -> Link:
     netns = conf.master_netns(request)
-    name = conf.master or common.default_route_interface(backend, netns)
-    master = common.lookup_master(backend, name, netns)
-    common.check_mtu_fits(conf.mtu, master)
+    name = conf.master or kit.default_route_interface(backend, netns)
+    master = kit.lookup_master(backend, name, netns)
+    kit.check_mtu_fits(conf.mtu, master)
     return master
 
 
 @hookimpl
 def cni_add(request: Request) -> Result:
     conf = MacvlanConfig.from_request(request)
-    backend = get_backend()
+    backend = request.net
     master = _master(backend, request, conf)
-    created = common.create_lower_link(backend, request, KIND, conf.creator(master.name),
+    created = kit.create_lower_link(backend, request, KIND, conf.creator(master.name),
                                        conf.link_in_container)
-    return common.address_lower_link(backend, request, created, None, conf.dns,
+    return kit.address_lower_link(backend, request, created, None, conf.dns,
                                      use_ipam=bool(conf.ipam_type))
 
 
@@ -96,19 +95,19 @@ def cni_add(request: Request) -> Result:
 def cni_del(request: Request) -> None:
     """Reads only ``ipam`` from the config: a DEL must work even when the master
     or the rest of the config has gone bad since the ADD."""
-    common.release_ipam(request)
-    common.delete_container_link(get_backend(), request, KIND)
+    kit.release_ipam(request)
+    kit.delete_container_link(request.net, request, KIND)
 
 
 @hookimpl
 def cni_check(request: Request) -> None:
     """Master, IPAM, then the container link (kind, MAC, mode), its addresses and routes."""
     conf = MacvlanConfig.from_request(request)
-    backend = get_backend()
+    backend = request.net
     _master(backend, request, conf)
     _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mode=conf.mode)
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
-    common.ipam_status(request)
+def plugin_status(request: Request) -> None:
+    kit.ipam_status(request)

@@ -20,30 +20,22 @@ import ipaddress
 
 import attrs
 
-from corecni.hookspecs import hookimpl
-from corecni.net import NetBackend, get_backend
-from corecni.net import Route as NetRoute
-from corecni.plugin import Request
-from corecni.spec.errors import CNIError, ErrorCode
-from corecni.spec.result import DNS, Interface, Result
-from corecni.spec.version import CURRENT
-from corecni_contrib import _masq
-from corecni_contrib._iface import (
-    cfg_bool,
-    cfg_dns,
-    cfg_error,
-    cfg_ipam_type,
-    cfg_masq_backend,
-    cfg_veth_mtu,
+from corecni.kit import (
+    Request,
+    bool_key,
     check_container_link,
     check_iface,
+    config_error,
     create_veth,
     delete_link_here,
     delete_own_veth,
+    dns_key,
     ensure_ifname_free,
+    hookimpl,
     ipam_gc,
     ipam_released_on_failure,
     ipam_status,
+    ipam_type,
     ips_for,
     kernel_step,
     net_routes,
@@ -51,6 +43,13 @@ from corecni_contrib._iface import (
     require_ips,
     undo_on_failure,
 )
+from corecni.net import NetBackend
+from corecni.net import Route as NetRoute
+from corecni.spec.errors import CNIError, ErrorCode
+from corecni.spec.result import DNS, Interface, Result
+from corecni.spec.version import CURRENT
+from corecni_contrib import _masq
+from corecni_contrib._veth import cfg_masq_backend, cfg_veth_mtu
 
 HOST_INDEX, CONTAINER_INDEX = 0, 1  # Go's result: host veth, container interface
 FORWARDING = {4: "ipv4/ip_forward", 6: "ipv6/conf/all/forwarding"}
@@ -73,9 +72,9 @@ class PtpConf:
         raw = request.config.raw
         mtu = cfg_veth_mtu(raw)
         backend = cfg_masq_backend(raw, _masq.BACKENDS)
-        return cls(network=request.config.name, ip_masq=cfg_bool(raw, "ipMasq"),
-                   ip_masq_backend=backend, mtu=mtu, ipam_type=cfg_ipam_type(raw),
-                   dns=cfg_dns(raw))
+        return cls(network=request.config.name, ip_masq=bool_key(raw, "ipMasq"),
+                   ip_masq_backend=backend, mtu=mtu, ipam_type=ipam_type(raw),
+                   dns=dns_key(raw))
 
     def owner(self, request: Request) -> _masq.Owner:
         return _masq.Owner(self.network, request.container_id, request.ifname)
@@ -147,7 +146,7 @@ def _enable_forwarding(backend: NetBackend, families: set[int]) -> None:
 @hookimpl
 def cni_add(request: Request) -> Result:
     conf = PtpConf.from_request(request)
-    backend = get_backend()
+    backend = request.net
     netns, ifname = request.netns, request.ifname
     ensure_ifname_free(backend, netns, ifname)
     ipam = request.ipam_add()
@@ -155,7 +154,7 @@ def cni_add(request: Request) -> Result:
         require_ips(ipam)
         missing = [ip.address for ip in ipam.ips if not ip.gateway]
         if missing:
-            raise cfg_error("ptp needs a gateway for every address",
+            raise config_error("ptp needs a gateway for every address",
                             f"IPAM gave none for {', '.join(missing)}")
         _enable_forwarding(backend, {ip.family for ip in ipam.ips})
         host = create_veth(backend, netns, ifname, mtu=conf.mtu)
@@ -188,7 +187,7 @@ def cni_del(request: Request) -> None:
     conf = PtpConf.from_request(request)
     request.ipam_del()
     if request.netns:
-        delete_own_veth(get_backend(), request)
+        delete_own_veth(request.net, request)
     if conf.ip_masq:
         _masq.teardown(conf.ip_masq_backend, conf.owner(request))
 
@@ -199,7 +198,7 @@ def cni_check(request: Request) -> None:
     host end: it must still be the container interface's peer in this namespace."""
     PtpConf.from_request(request)
     request.ipam_check()
-    backend = get_backend()
+    backend = request.net
     prev, iface = prev_container_interface(request)
     container = check_container_link(backend, request, iface, "veth")
     host = next((i for i in prev.interfaces if not i.sandbox), None)
@@ -215,14 +214,14 @@ def cni_check(request: Request) -> None:
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
+def plugin_status(request: Request) -> None:
     """Go's ptp asks its IPAM plugin."""
     PtpConf.from_request(request)
     ipam_status(request)
 
 
 @hookimpl
-def cni_gc(request: Request) -> None:
+def plugin_gc(request: Request) -> None:
     """Go's ptp has no GC: here IPAM collects, and stale masquerade chains go."""
     conf = PtpConf.from_request(request)
     ipam_gc(request)

@@ -23,8 +23,15 @@ from typing import Any
 
 import attrs
 
-from corecni.hookspecs import hookimpl
-from corecni.plugin import Request
+from corecni.kit import (
+    Request,
+    config_error,
+    hookimpl,
+    parse_cidr,
+    parse_dns,
+    parse_ip,
+    parse_routes,
+)
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, IPConfig, Result, Route
 from corecni.spec.version import CURRENT
@@ -33,15 +40,9 @@ from corecni_contrib._ipam_common import (
     IPInterface,
     args_cni_ips,
     check_one_per_family,
-    cni_arg,
-    config_error,
     ipam_section,
     opt_list,
     opt_str,
-    parse_cidr,
-    parse_dns,
-    parse_ip,
-    parse_routes,
     runtime_ips,
 )
 
@@ -79,8 +80,8 @@ def _configured(ipam: Mapping[str, Any]) -> list[StaticAddress]:
 def _from_cni_args(request: Request) -> list[StaticAddress]:
     """CNI_ARGS ``IP`` (comma separated CIDRs) with gateways from ``GATEWAY``."""
     out = [StaticAddress(parse_cidr(item.strip(), "the 'ip' field"))
-           for item in cni_arg(request, "IP").split(",") if item.strip()]
-    for item in cni_arg(request, "GATEWAY").split(","):
+           for item in request.arg("IP").split(",") if item.strip()]
+    for item in request.arg("GATEWAY").split(","):
         if not item.strip():
             continue
         gateway = parse_ip(item.strip(), "CNI_ARGS GATEWAY")
@@ -103,7 +104,7 @@ def load_config(request: Request) -> StaticConfig:
                                f"{a.address}")
     check_one_per_family(request.cni_version, (a.address.version for a in addresses))
     return StaticConfig(addresses=tuple(addresses), routes=parse_routes(ipam),
-                        dns=parse_dns(ipam.get("dns")))
+                        dns=parse_dns(ipam.get("dns"), "ipam.dns"))
 
 
 @hookimpl

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import attrs
 
-from corecni.hookspecs import hookimpl
-from corecni.net import Batch, Link, NetBackend, get_backend
-from corecni.plugin import Request
+from corecni import kit
+from corecni.kit import Request, hookimpl
+from corecni.net import Batch, Link, NetBackend
 from corecni.spec.result import DNS, Result
-from corecni_contrib import _iface as common
 from corecni_contrib import _link_plugin
 
 KIND = "vlan"
@@ -32,13 +31,13 @@ VLAN_ID_MAX = 4094
 
 def _check_master(_: object, __: attrs.Attribute[str], value: str) -> None:
     if not value:
-        raise common.cfg_error('"master" field is required. It specifies the host interface '
+        raise kit.config_error('"master" field is required. It specifies the host interface '
                                "name to create the VLAN for")
 
 
 def _check_vlan_id(_: object, __: attrs.Attribute[int], value: int) -> None:
     if not 0 <= value <= VLAN_ID_MAX:
-        raise common.cfg_error(f"invalid VLAN ID {value} (must be between 0 and "
+        raise kit.config_error(f"invalid VLAN ID {value} (must be between 0 and "
                                f"{VLAN_ID_MAX} inclusive)", "vlanId")
 
 
@@ -56,18 +55,18 @@ class VlanConfig(_link_plugin.LowerLinkConfig):
     @classmethod
     def from_request(cls, request: Request) -> VlanConfig:
         raw = request.config.raw
-        return cls(master=common.cfg_str(raw, "master"), vlan_id=common.cfg_int(raw, "vlanId"),
+        return cls(master=kit.str_key(raw, "master"), vlan_id=kit.int_key(raw, "vlanId"),
                    **_link_plugin.link_keys(raw))
 
-    def creator(self, master: str) -> common.CreateLink:
+    def creator(self, master: str) -> kit.CreateLink:
         def create(batch: Batch, name: str, netns: str | None) -> object:
             return batch.add_vlan(name, master, self.vlan_id, netns=netns, mtu=self.mtu or None)
         return create
 
 
 def _master(backend: NetBackend, request: Request, conf: VlanConfig) -> Link:
-    master = common.lookup_master(backend, conf.master, conf.master_netns(request))
-    common.check_mtu_fits(conf.mtu, master)
+    master = kit.lookup_master(backend, conf.master, conf.master_netns(request))
+    kit.check_mtu_fits(conf.mtu, master)
     return master
 
 
@@ -75,20 +74,20 @@ def _master(backend: NetBackend, request: Request, conf: VlanConfig) -> Link:
 def cni_add(request: Request) -> Result:
     conf = VlanConfig.from_request(request)
     if not conf.ipam_type:
-        raise common.cfg_error("vlan needs an 'ipam' section", "the vlan plugin always runs IPAM")
-    backend = get_backend()
+        raise kit.config_error("vlan needs an 'ipam' section", "the vlan plugin always runs IPAM")
+    backend = request.net
     master = _master(backend, request, conf)
-    created = common.create_lower_link(backend, request, KIND, conf.creator(master.name),
+    created = kit.create_lower_link(backend, request, KIND, conf.creator(master.name),
                                        conf.link_in_container)
-    return common.address_lower_link(backend, request, created, None, conf.dns, use_ipam=True)
+    return kit.address_lower_link(backend, request, created, None, conf.dns, use_ipam=True)
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
     """Reads only ``ipam`` from the config: a DEL must work even when the master
     is gone or the config went bad since the ADD."""
-    common.release_ipam(request)
-    common.delete_container_link(get_backend(), request, KIND)
+    kit.release_ipam(request)
+    kit.delete_container_link(request.net, request, KIND)
 
 
 @hookimpl
@@ -96,12 +95,12 @@ def cni_check(request: Request) -> None:
     """Master, IPAM, the container link (kind, MAC, configured MTU, VLAN ID), its
     addresses and routes."""
     conf = VlanConfig.from_request(request)
-    backend = get_backend()
+    backend = request.net
     _master(backend, request, conf)
     _link_plugin.check_lower_link(backend, request, KIND, conf.ipam_type, mtu=conf.mtu,
                                   vlan_id=conf.vlan_id)
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
-    common.ipam_status(request)
+def plugin_status(request: Request) -> None:
+    kit.ipam_status(request)

@@ -32,5 +32,5 @@ def meta_check(request: Request, prev_result: Result) -> None:
 
 
 @hookimpl
-def cni_supported_versions() -> list[str]:
+def plugin_supported_versions() -> list[str]:
     return ["0.4.0", "1.0.0", "1.1.0"]

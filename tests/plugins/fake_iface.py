@@ -39,11 +39,11 @@ def cni_check(request: Request) -> None:
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
+def plugin_status(request: Request) -> None:
     record(request, "fake-iface")
     maybe_fail(request, "fake-iface")
 
 
 @hookimpl
-def cni_gc(request: Request) -> None:
+def plugin_gc(request: Request) -> None:
     record(request, "fake-iface")

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from corecni.invoke import ExecArgs, exec_plugin, exec_version, exec_with_result
+from corecni.invoke import exec_plugin, exec_version, exec_with_result
+from corecni.request import Request
+from corecni.spec.config import PluginConfig
 from corecni.spec.errors import CNIError
 
-ARGS = ExecArgs(command="ADD", container_id="c1", netns="/proc/self/ns/net", ifname="eth0",
-                args=(("K", "V"),), path=("/opt/cni/bin",))
+ARGS = Request(command="ADD", config=PluginConfig.from_dict({"cniVersion": "1.1.0", "name": "n",
+                                                              "type": "x"}),
+               container_id="c1", netns="/proc/self/ns/net", ifname="eth0",
+               args=(("K", "V"),), path=("/opt/cni/bin",)).environ()
 
 
 def script(tmp_path: Path, name: str, body: str) -> str:

@@ -14,238 +14,26 @@ from __future__ import annotations
 import errno
 import os
 import re
-import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
-from corecni_contrib import _iface, host_device, ipvlan, macvlan, vlan
+from corecni_contrib import host_device, ipvlan, macvlan, vlan
 
-from corecni.net import Address, Link, Neighbour, NetError, Route
-from corecni.plugin import Request
+import corecni.kit
+import corecni.kit.links
+from corecni.net import Link, Route
+from corecni.request import Request
 from corecni.spec.config import PluginConfig
 from corecni.spec.errors import CNIError
 from corecni.spec.result import DNS, Interface, IPConfig, Result
 from corecni.spec.result import Route as ResultRoute
+from corecni.testing.fake_net import CTR, NODE, FakeBackend, FakeDelegate, Op, make_link
 
-CTR = "/proc/self/ns/net"  # a real namespace path (DEL checks it exists); nothing is changed
 TMP = "cnitmp00"
-NODE = None
-
-Op = tuple[str | None, str, tuple[Any, ...], dict[str, Any]]
-
-
-# --- the recording link layer ----------------------------------------------------
-
-class FakeBatch:
-    """Queues requests; ``commit`` hands them to the backend in order."""
-
-    def __init__(self, backend: FakeBackend, netns: str | None) -> None:
-        self.backend = backend
-        self.netns = netns
-        self.queued: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    def _q(self, op: str, *args: Any, **kw: Any) -> FakeBatch:
-        self.queued.append((op, args, {k: v for k, v in kw.items() if v is not None}))
-        return self
-
-    def add_veth(self, name: str, peer: str, **kw: Any) -> FakeBatch:
-        return self._q("add_veth", name, peer, **kw)
-
-    def add_bridge(self, name: str, **kw: Any) -> FakeBatch:
-        return self._q("add_bridge", name, **kw)
-
-    def add_macvlan(self, name: str, master: str, **kw: Any) -> FakeBatch:
-        return self._q("add_macvlan", name, master, **kw)
-
-    def add_ipvlan(self, name: str, master: str, **kw: Any) -> FakeBatch:
-        return self._q("add_ipvlan", name, master, **kw)
-
-    def add_vlan(self, name: str, master: str, vlan_id: int, **kw: Any) -> FakeBatch:
-        return self._q("add_vlan", name, master, vlan_id, **kw)
-
-    def set_link(self, name: str, **kw: Any) -> FakeBatch:
-        return self._q("set_link", name, **{k: v for k, v in kw.items() if v is not False})
-
-    def del_link(self, name: str, **kw: Any) -> FakeBatch:
-        return self._q("del_link", name, **kw)
-
-    def add_address(self, ifname: str, address: str, **kw: Any) -> FakeBatch:
-        return self._q("add_address", ifname, address, **kw)
-
-    def del_address(self, ifname: str, address: str, **kw: Any) -> FakeBatch:
-        return self._q("del_address", ifname, address, **kw)
-
-    def add_route(self, route: Route, **kw: Any) -> FakeBatch:
-        return self._q("add_route", route, **kw)
-
-    def del_route(self, route: Route, **kw: Any) -> FakeBatch:
-        return self._q("del_route", route, **kw)
-
-    def add_neighbour(self, neigh: Neighbour, **kw: Any) -> FakeBatch:
-        return self._q("add_neighbour", neigh, **kw)
-
-    def commit(self) -> None:
-        queued, self.queued = self.queued, []
-        self.backend.run(self.netns, queued)
-
-
-def _link(name: str, kind: str = "veth", mtu: int = 1500, index: int = 2) -> Link:
-    return Link(index=index, name=name, kind=kind, mtu=mtu, mac=f"02:00:00:00:00:{index:02x}",
-                up=True)
-
-
-class FakeBackend:
-    """Link state per namespace, a log of committed requests, injectable refusals."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.state: dict[str | None, dict[str, Link]] = {
-            NODE: {"lo": _link("lo", "", 65536, 1), "phys0": _link("phys0", "veth", 1500, 2)},
-            CTR: {"lo": _link("lo", "", 65536, 1)},
-        }
-        self.default_routes = [Route(dst="0.0.0.0/0", gateway="192.0.2.1", ifname="phys0")]
-        self.addrs: dict[str | None, list[Address]] = {}
-        self.rts: dict[str | None, list[Route]] = {}
-        self.log: list[Op] = []
-        self.refuse: dict[tuple[str, str], int] = {}  # (op, first arg) -> errno
-        self.next_index = 10
-
-    @staticmethod
-    def _key(netns: str | None) -> str | None:
-        return NODE if netns is not None and netns.startswith("/proc/self/fd/") else netns
-
-    def ns(self, netns: str | None) -> dict[str, Link]:
-        return self.state.setdefault(self._key(netns), {})
-
-    def batch(self, netns: str | None = None) -> FakeBatch:
-        return FakeBatch(self, netns)
-
-    def links(self, netns: str | None = None) -> list[Link]:
-        return list(self.ns(netns).values())
-
-    def link(self, name: str, netns: str | None = None) -> Link | None:
-        return self.ns(netns).get(name)
-
-    def addresses(self, netns: str | None = None, ifname: str | None = None,
-                  family: int | None = None) -> list[Address]:
-        return [a for a in self.addrs.get(self._key(netns), []) if ifname in (None, a.ifname)]
-
-    def routes(self, netns: str | None = None, family: int | None = None,
-               table: int | None = 254) -> list[Route]:
-        if family == socket.AF_INET6:
-            return []
-        node = self.default_routes if self._key(netns) is NODE else []
-        return [*node, *self.rts.get(self._key(netns), [])]
-
-    def neighbours(self, netns: str | None = None, ifname: str | None = None) -> list[Neighbour]:
-        return []
-
-    def sysctl_get(self, key: str, netns: str | None = None) -> str:
-        return "0"
-
-    def sysctl_set(self, key: str, value: str, netns: str | None = None) -> None:
-        self.log.append((netns, "sysctl", (key, value), {}))
-
-    # -- what a commit does to the state
-    def run(self, netns: str | None, queued: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) \
-            -> None:
-        created: list[tuple[str | None, str]] = []
-        for op, args, kw in queued:
-            self.log.append((netns, op, args, kw))
-            try:
-                refused = self.refuse.pop((op, str(args[0])), None)
-                if refused is not None:
-                    raise NetError(refused, op, str(args[0]))
-                made = self.apply(netns, op, args, kw)
-                if made is not None:
-                    created.append(made)
-            except NetError:
-                for where, name in reversed(created):  # the contract: created links go again
-                    self.ns(where).pop(name, None)
-                raise
-
-    def apply(self, netns: str | None, op: str, args: tuple[Any, ...],
-              kw: dict[str, Any]) -> tuple[str | None, str] | None:
-        here = self.ns(netns)
-        if op in ("add_macvlan", "add_ipvlan", "add_vlan"):
-            name, master = args[0], args[1]
-            if master not in here:
-                raise NetError(errno.ENODEV, op, name)
-            target = kw.get("netns", netns)
-            self.next_index += 1
-            mac = kw.get("mac") or f"02:00:00:00:01:{self.next_index:02x}"
-            self.ns(target)[name] = Link(index=self.next_index, name=name, kind=op[4:],
-                                         mtu=kw.get("mtu", here[master].mtu), mac=mac, up=False,
-                                         mode=kw.get("mode"),
-                                         vlan_id=args[2] if op == "add_vlan" else None)
-            return target, name
-        if op == "set_link":
-            link = here.get(args[0])
-            if link is None:
-                raise NetError(errno.ENODEV, op, args[0])
-            if "rename" in kw:
-                if kw["rename"] in here:
-                    raise NetError(errno.EEXIST, op, args[0])
-                del here[link.name]
-                link = attrs.evolve(link, name=kw["rename"])
-            link = _changed(link, kw)
-            here[link.name] = link
-            if "netns" in kw:
-                target = self.ns(kw["netns"])
-                if link.name in target:
-                    raise NetError(errno.EEXIST, op, link.name)
-                del here[link.name]
-                target[link.name] = _changed(link, {"up": False})
-            return None
-        if op == "del_link":
-            if here.pop(args[0], None) is None and not kw.get("missing_ok"):
-                raise NetError(errno.ENODEV, op, args[0])
-            return None
-        if op in ("add_address", "add_route"):
-            ifname = args[0] if op == "add_address" else args[0].ifname
-            if ifname not in here:
-                raise NetError(errno.ENODEV, op, ifname)
-            if op == "add_address":
-                self.addrs.setdefault(self._key(netns), []).append(
-                    Address(ifname=ifname, address=args[1], family=socket.AF_INET))
-            else:
-                self.rts.setdefault(self._key(netns), []).append(args[0])
-        return None
-
-    def ops(self, *names: str) -> list[Op]:
-        """The log, or only the entries for the given request names."""
-        return [e for e in self.log if not names or e[1] in names]
-
-
-def _changed(link: Link, kw: dict[str, Any]) -> Link:
-    changes: dict[str, Any] = {}
-    if "up" in kw:
-        changes["up"] = kw["up"]
-    if "alias" in kw:
-        changes["alias"] = kw["alias"]
-    if "mtu" in kw:
-        changes["mtu"] = kw["mtu"]
-    return attrs.evolve(link, **changes)
-
-
-class FakeDelegate:
-    """The IPAM plugin: records (type, command), answers ADD with ``result``."""
-
-    def __init__(self, result: Result | None = None, fail: tuple[str, ...] = ()) -> None:
-        self.result = result
-        self.fail = fail
-        self.calls: list[tuple[str, str]] = []
-
-    def call(self, plugin_type: str, command: str, request: Request,
-             config: Any = None) -> Result | None:
-        self.calls.append((plugin_type, command))
-        if command in self.fail:
-            raise CNIError(999, f"IPAM {command} failed")
-        return self.result if command == "ADD" else None
 
 
 IPAM_RESULT = Result(cni_version="1.0.0", ips=(IPConfig(address="10.1.0.5/24",
@@ -263,16 +51,21 @@ def request(conf: dict[str, Any], command: str = "ADD", *, netns: str = CTR,
     config = PluginConfig.from_dict(raw)
     return Request(command=command, config=config, container_id="c1", netns=netns,
                    ifname=ifname, args=args, prev_result=config.prev_result,
-                   delegate=delegate if delegate is not None else FakeDelegate(IPAM_RESULT))
+                   delegate=delegate if delegate is not None else FakeDelegate(IPAM_RESULT),
+                   net=_backend)
+
+
+#: the fake the ``fake`` fixture made for the running test (plugins get it via request.net)
+_backend: FakeBackend | None = None
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBackend]:
     backend = FakeBackend()
-    for module in (macvlan, ipvlan, vlan, host_device):
-        monkeypatch.setattr(module, "get_backend", lambda: backend)
+    monkeypatch.setattr(sys.modules[__name__], "_backend", backend)
     names = iter([TMP, "cnitmp01", "cnitmp02"])
-    monkeypatch.setattr(_iface, "temp_link_name", lambda: next(names))
+    for module in (corecni.kit, corecni.kit.links):
+        monkeypatch.setattr(module, "temp_link_name", lambda: next(names))
     yield backend
 
 
@@ -321,7 +114,7 @@ def test_ipvlan_defaults_l2_and_default_route_master(fake: FakeBackend) -> None:
 
 
 def test_ipvlan_link_in_container_is_one_container_batch(fake: FakeBackend) -> None:
-    fake.state[CTR]["up0"] = _link("up0", index=5)
+    fake.state[CTR]["up0"] = make_link("up0", index=5)
     ipvlan.cni_add(request({"type": "ipvlan", "master": "up0", "linkInContainer": True,
                             "ipam": {"type": "static"}}))
     assert fake.ops()[:2] == [
@@ -409,7 +202,7 @@ def test_rename_clash_deletes_the_temporary_link(fake: FakeBackend) -> None:
 
 
 def test_ifname_taken_is_refused_before_anything(fake: FakeBackend) -> None:
-    fake.state[CTR]["eth0"] = _link("eth0", index=7)
+    fake.state[CTR]["eth0"] = make_link("eth0", index=7)
     ipam = FakeDelegate(IPAM_RESULT)
     with pytest.raises(CNIError, match="already exists") as info:
         ipvlan.cni_add(request({"type": "ipvlan", "master": "phys0",
@@ -434,7 +227,7 @@ def test_del_releases_ipam_then_deletes_only_its_kind(fake: FakeBackend) -> None
     ipvlan.cni_del(request(conf, "DEL", delegate=ipam))
     assert fake.ops() == [(CTR, "del_link", ("eth0",), {"missing_ok": True})]
     ipvlan.cni_del(request(conf, "DEL", delegate=ipam))  # again: nothing left to do
-    fake.state[CTR]["eth0"] = _link("eth0", "veth", index=8)  # not ours
+    fake.state[CTR]["eth0"] = make_link("eth0", "veth", index=8)  # not ours
     ipvlan.cni_del(request(conf, "DEL", delegate=ipam))
     ipvlan.cni_del(request(conf, "DEL", delegate=ipam, netns=""))
     ipvlan.cni_del(request(conf, "DEL", delegate=ipam, netns="/run/netns/ccni-gone-xyz"))
@@ -451,9 +244,9 @@ def test_del_of_chained_ipvlan_has_no_ipam_to_release(fake: FakeBackend) -> None
 def test_status_asks_the_ipam_plugin(fake: FakeBackend) -> None:
     ipam = FakeDelegate()
     for module in (macvlan, ipvlan, vlan, host_device):
-        module.cni_status(request({"type": "x", "ipam": {"type": "static"}}, "STATUS",
+        module.plugin_status(request({"type": "x", "ipam": {"type": "static"}}, "STATUS",
                                   delegate=ipam))
-        module.cni_status(request({"type": "x"}, "STATUS", delegate=ipam))
+        module.plugin_status(request({"type": "x"}, "STATUS", delegate=ipam))
     assert ipam.calls == [("static", "STATUS")] * 4
 
 
@@ -523,7 +316,7 @@ def test_vlan_check_sees_kind_and_mtu_drift(fake: FakeBackend) -> None:
     vlan.cni_check(request(conf, "CHECK", prev=result, delegate=ipam))
     assert ipam.calls == [("static", "CHECK")]
     link = fake.state[CTR]["eth0"]
-    fake.state[CTR]["eth0"] = _changed(link, {"mtu": 1300})
+    fake.state[CTR]["eth0"] = attrs.evolve(link, mtu=1300)
     with pytest.raises(CNIError, match="MTU of eth0 is 1400, current value is 1300"):
         vlan.cni_check(request(conf, "CHECK", prev=result))
     fake.state[CTR]["eth0"] = attrs.evolve(link, kind="macvlan")
@@ -644,7 +437,7 @@ def test_macvlan_check_requires_the_sandbox_of_the_result(fake: FakeBackend) -> 
 # --- host-device --------------------------------------------------------------------------
 
 def test_host_device_moves_in_with_alias_and_back_by_it(fake: FakeBackend) -> None:
-    fake.state[NODE]["phys1"] = _link("phys1", index=4)
+    fake.state[NODE]["phys1"] = make_link("phys1", index=4)
     conf = {"type": "host-device", "device": "phys1", "ipam": {"type": "static"}}
     result = host_device.cni_add(request(conf))
     assert fake.ops()[:2] == [
@@ -668,7 +461,7 @@ def test_host_device_moves_in_with_alias_and_back_by_it(fake: FakeBackend) -> No
 
 
 def test_host_device_failure_after_move_moves_it_back(fake: FakeBackend) -> None:
-    fake.state[NODE]["phys1"] = _link("phys1", index=4)
+    fake.state[NODE]["phys1"] = make_link("phys1", index=4)
     ipam = FakeDelegate(fail=("ADD",))
     with pytest.raises(CNIError, match="IPAM ADD failed"):
         host_device.cni_add(request({"type": "host-device", "device": "phys1",
@@ -679,13 +472,13 @@ def test_host_device_failure_after_move_moves_it_back(fake: FakeBackend) -> None
 
 
 def test_host_device_del_leaves_links_that_are_not_its_own(fake: FakeBackend) -> None:
-    fake.state[CTR]["eth0"] = _link("eth0", index=7)  # no alias
+    fake.state[CTR]["eth0"] = make_link("eth0", index=7)  # no alias
     host_device.cni_del(request({"type": "host-device", "device": "phys1"}, "DEL"))
     assert fake.ops() == [] and "eth0" in fake.state[CTR]
 
 
 def test_host_device_del_refuses_to_clobber_a_node_link(fake: FakeBackend) -> None:
-    fake.state[CTR]["eth0"] = attrs.evolve(_link("eth0", index=7), alias="phys0")
+    fake.state[CTR]["eth0"] = attrs.evolve(make_link("eth0", index=7), alias="phys0")
     with pytest.raises(CNIError, match="'phys0' already exists"):
         host_device.cni_del(request({"type": "host-device", "device": "phys0"}, "DEL"))
     assert fake.ops() == []

@@ -14,6 +14,7 @@ from corecni_contrib._masq import Owner
 from corecni_contrib.bridge import ports
 from corecni_contrib.bridge.config import BridgeConf
 
+from corecni.kit import firewall
 from corecni.plugin import Request
 from corecni.spec.config import PluginConfig
 from corecni.spec.errors import CNIError
@@ -25,17 +26,17 @@ OWNER = Owner("mynet", "c0ffee", "eth0")
 
 def test_chain_name_and_comment_match_go() -> None:
     # utils.FormatChainName("mynet", "c0ffee") and utils.FormatComment, run in Go
-    assert _masq.format_chain_name("mynet", "c0ffee") == "CNI-15815ef49e0fdf04a746924c"
+    assert firewall.format_chain_name("mynet", "c0ffee") == "CNI-15815ef49e0fdf04a746924c"
     assert OWNER.iptables_chain == "CNI-15815ef49e0fdf04a746924c"
     assert OWNER.iptables_comment == 'name: "mynet" id: "c0ffee"'
     # MustFormatHashWithPrefix(16, "", "mynet"), as Go's nftables backend hashes networks
-    assert _masq.format_hash(16, "", "mynet") == "d23676b4f2d9fe04"
+    assert firewall.format_hash(16, "", "mynet") == "d23676b4f2d9fe04"
 
 
 def test_nft_chain_tells_interfaces_apart() -> None:
     other = Owner("mynet", "c0ffee", "net1")
     assert OWNER.nft_chain != other.nft_chain
-    assert OWNER.nft_chain == _masq.format_chain_name("mynet", "c0ffee-eth0")
+    assert OWNER.nft_chain == firewall.format_chain_name("mynet", "c0ffee-eth0")
     assert len(OWNER.nft_chain) == 28
 
 
@@ -142,9 +143,9 @@ def test_unknown_backend_and_missing_tool() -> None:
         _masq.setup("pf", OWNER, ["10.1.0.5/24"])
     assert err.value.code == 7
     _masq.setup("nftables", OWNER, [])  # nothing to masquerade: no exec at all
-    assert _masq.find_tool("no-such-netfilter-tool") is None
+    assert firewall.find_tool("no-such-netfilter-tool") is None
     with pytest.raises(CNIError, match="no-such-netfilter-tool is not installed"):
-        _masq.run_tool("no-such-netfilter-tool", [])
+        firewall.run_tool("no-such-netfilter-tool", [])
 
 
 # --- bridge port settings -----------------------------------------------------------------

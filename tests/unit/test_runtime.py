@@ -45,11 +45,10 @@ def calls(log: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> CNIRuntime:
-    registry = Registry(path=(), entry_points=False)
+    registry = Registry(path=(str(tmp_path / "bin"),), entry_points=False)
     for ptype, target in PLUGINS.items():
         registry.register(ptype, target)
-    return CNIRuntime(path=(str(tmp_path / "bin"),), cache_dir=str(tmp_path / "cache"),
-                      registry=registry)
+    return CNIRuntime(cache_dir=str(tmp_path / "cache"), registry=registry)
 
 
 @pytest.fixture
@@ -191,7 +190,7 @@ def test_gc_deletes_stale_then_calls_gc(runtime: CNIRuntime, tmp_path: Path) -> 
     dels = [(c["who"], c["container_id"]) for c in seen if c["command"] == "DEL"]
     assert dels == [("dns-meta", "stale"), ("fake-iface", "stale"), ("fixed-ipam", "stale")]
     gcs = [c for c in seen if c["command"] == "GC"]
-    assert [c["who"] for c in gcs] == ["fake-iface"]  # dns-meta has no cni_gc hook: a no-op
+    assert [c["who"] for c in gcs] == ["fake-iface"]  # dns-meta has no plugin_gc hook: a no-op
     assert gcs[0]["valid"] == [{"containerID": "keep", "ifname": "eth0"}]
     remaining = ResultCache(str(tmp_path / "cache")).attachments()
     assert [(a.container_id, a.ifname) for a in remaining] == [("keep", "eth0")]
@@ -255,3 +254,11 @@ def test_cache_write_failure_rolls_back(runtime: CNIRuntime, tmp_path: Path) -> 
     assert info.value.code == 5 and "cached result" in info.value.msg
     assert [(c["who"], c["command"]) for c in calls(log)][-3:] == [
         ("dns-meta", "DEL"), ("fake-iface", "DEL"), ("fixed-ipam", "DEL")]
+
+
+def test_runtime_takes_its_plugin_path_from_the_registry(tmp_path: Path) -> None:
+    """One plugin path: CNI_PATH handed to plugins is the path they were found on."""
+    registry = Registry(path=("/a", "/b"), entry_points=False)
+    assert CNIRuntime(registry=registry, cache_dir=str(tmp_path)).path == ("/a", "/b")
+    with pytest.raises(ValueError, match="differs from its registry"):
+        CNIRuntime(path=("/c",), registry=registry, cache_dir=str(tmp_path))

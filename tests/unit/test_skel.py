@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from corecni import skel
+from corecni.request import ENV, Request, read_env
+from corecni.spec.config import PluginConfig
 from corecni.spec.version import SUPPORTED
 
 LIVE_NETNS = "/proc/self/ns/net"  # a real network namespace any user can name
@@ -164,6 +166,16 @@ def test_load_failure_is_reported_as_json() -> None:
 
 
 def test_env_table_drives_requirements() -> None:
-    required = {v.name: v.required_for for v in skel.ENV_VARS}
+    required = {v.name: v.required_for for v in ENV}
     assert required["CNI_NETNS"] == {"ADD", "CHECK"}
     assert "DEL" in required["CNI_IFNAME"] and "GC" not in required["CNI_IFNAME"]
+
+
+def test_env_table_is_both_sides_of_the_protocol() -> None:
+    """What the runtime side writes (Request.environ) the plugin side reads back
+    (read_env) to the same Request fields: one table, no drift."""
+    config = PluginConfig.from_dict({"cniVersion": "1.1.0", "name": "n", "type": "x"})
+    sent = Request(command="DEL", config=config, container_id="c1", ifname="eth0",
+                   args=(("IgnoreUnknown", "1"), ("IP", "10.0.0.2")), path=("/a", "/b"))
+    fields = read_env("DEL", sent.environ({}))
+    assert Request(config=config, **fields) == sent

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import contextlib
 
-from corecni.hookspecs import hookimpl
-from corecni.net import get_backend
-from corecni.plugin import Request
+from corecni.kit import Request, delete_own_veth, hookimpl, ipam_gc, ipam_status
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
 from corecni_contrib import _masq
-from corecni_contrib._iface import delete_own_veth, ipam_gc, ipam_status
 from corecni_contrib.bridge import ports
 from corecni_contrib.bridge.add import cmd_add
 from corecni_contrib.bridge.check import cmd_check
@@ -46,7 +43,7 @@ def cni_del(request: Request) -> None:
     conf = BridgeConf.from_request(request)
     owner = _masq.Owner(conf.network, request.container_id, request.ifname)
     if request.netns:
-        delete_own_veth(get_backend(), request)
+        delete_own_veth(request.net, request)
     if conf.layer3:
         request.ipam_del()
     if conf.mac_spoof_check:
@@ -62,14 +59,14 @@ def cni_check(request: Request) -> None:
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
+def plugin_status(request: Request) -> None:
     """Ready when the IPAM plugin is (Go asks it too); the bridge itself needs nothing."""
     if BridgeConf.from_request(request).layer3:
         ipam_status(request)
 
 
 @hookimpl
-def cni_gc(request: Request) -> None:
+def plugin_gc(request: Request) -> None:
     """Go's bridge has no GC. Here: the IPAM plugin collects its stale leases (only this
     plugin can reach it) and stale nftables masquerade chains of the network go."""
     conf = BridgeConf.from_request(request)

@@ -15,14 +15,9 @@ import ipaddress
 
 import attrs
 
-from corecni.net import Link, NetBackend, NetError, get_backend
-from corecni.plugin import Request
-from corecni.spec.errors import CNIError, ErrorCode
-from corecni.spec.result import Interface, IPConfig, Result, Route
-from corecni.spec.version import CURRENT
-from corecni_contrib import _masq
-from corecni_contrib._iface import (
-    cfg_error,
+from corecni.kit import (
+    Request,
+    config_error,
     configure_iface,
     create_veth,
     delete_link_here,
@@ -34,6 +29,11 @@ from corecni_contrib._iface import (
     require_ips,
     undo_on_failure,
 )
+from corecni.net import Link, NetBackend, NetError
+from corecni.spec.errors import CNIError, ErrorCode
+from corecni.spec.result import Interface, IPConfig, Result, Route
+from corecni.spec.version import CURRENT
+from corecni_contrib import _masq
 from corecni_contrib.bridge import ports
 from corecni_contrib.bridge.config import BridgeConf
 
@@ -46,7 +46,7 @@ FORWARDING = {4: "ipv4/ip_forward", 6: "ipv6/conf/all/forwarding"}
 def cmd_add(request: Request) -> Result:
     conf = BridgeConf.from_request(request)
     conf.check_for_add()
-    backend = get_backend()
+    backend = request.net
     ensure_ifname_free(backend, request.netns, request.ifname)
     bridge = ensure_bridge(backend, conf)
     if not conf.layer3:
@@ -74,7 +74,7 @@ def ensure_bridge(backend: NetBackend, conf: BridgeConf) -> Link:
             link = backend.link(name)
     if link is None or link.kind != "bridge":
         kind = f"a {link.kind or 'plain'} link" if link is not None else "gone"
-        raise cfg_error(f'"{name}" already exists but is not a bridge', f"{name} is {kind}")
+        raise config_error(f'"{name}" already exists but is not a bridge', f"{name} is {kind}")
     with contextlib.suppress(NetError):  # we want to own the bridge's routes (Go: best effort)
         backend.sysctl_set(f"ipv6/conf/{name}/accept_ra", "0")
     with kernel_step(f"set bridge {name} up"):

@@ -8,16 +8,16 @@ and routes. The first drift found is the error, naming what is wrong.
 
 from __future__ import annotations
 
-from corecni.net import Link, NetBackend, get_backend
-from corecni.plugin import Request
-from corecni.spec.errors import CNIError, ErrorCode
-from corecni.spec.result import Interface, Result
-from corecni_contrib._iface import (
+from corecni.kit import (
+    Request,
     check_container_link,
     check_iface,
     kernel_step,
     prev_container_interface,
 )
+from corecni.net import Link, NetBackend
+from corecni.spec.errors import CNIError, ErrorCode
+from corecni.spec.result import Interface, Result
 from corecni_contrib.bridge.config import BridgeConf
 
 
@@ -29,7 +29,7 @@ def cmd_check(request: Request) -> None:
     conf = BridgeConf.from_request(request)
     if conf.layer3:
         request.ipam_check()
-    backend = get_backend()
+    backend = request.net
     prev, container_iface = prev_container_interface(request)
     bridge = _check_bridge(backend, conf, prev)
     container = check_container_link(backend, request, container_iface, "veth")

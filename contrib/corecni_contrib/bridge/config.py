@@ -13,23 +13,22 @@ from typing import Any
 
 import attrs
 
-from corecni.plugin import Request
+from corecni.kit import (
+    Request,
+    bool_key,
+    config_error,
+    dns_key,
+    int_key,
+    ipam_type,
+    list_key,
+    parse_mac,
+    str_key,
+)
 from corecni.spec.config import validate_ifname
 from corecni.spec.errors import CNIError
 from corecni.spec.result import DNS
-from corecni_contrib._iface import (
-    cfg_bool,
-    cfg_dns,
-    cfg_error,
-    cfg_int,
-    cfg_ipam_type,
-    cfg_list,
-    cfg_mac,
-    cfg_masq_backend,
-    cfg_str,
-    cfg_veth_mtu,
-)
 from corecni_contrib._masq import BACKENDS
+from corecni_contrib._veth import cfg_masq_backend, cfg_veth_mtu
 
 DEFAULT_BRIDGE = "cni0"
 MAX_VLAN = 4094
@@ -38,20 +37,20 @@ MAX_VLAN = 4094
 def _vlan_trunk(raw: Mapping[str, Any]) -> tuple[int, ...]:
     """Go's ``collectVlanTrunk``: single ``id``s and ``minID``..``maxID`` ranges, sorted."""
     vids: set[int] = set()
-    for item in cfg_list(raw, "vlanTrunk"):
+    for item in list_key(raw, "vlanTrunk"):
         if not isinstance(item, dict):
-            raise cfg_error("'vlanTrunk' entries must be objects", repr(item)[:200])
+            raise config_error("'vlanTrunk' entries must be objects", repr(item)[:200])
         low = _trunk_id(item, "minID")
         high = _trunk_id(item, "maxID")
         if low is not None and high is not None:
             if high < low:
-                raise cfg_error("minID is greater than maxID in trunk parameter")
+                raise config_error("minID is greater than maxID in trunk parameter")
             vids.update(range(low, high + 1))
         elif low is None and high is not None:
-            raise cfg_error("minID and maxID should be configured simultaneously, "
+            raise config_error("minID and maxID should be configured simultaneously, "
                             "minID is missing")
         elif low is not None:
-            raise cfg_error("minID and maxID should be configured simultaneously, "
+            raise config_error("minID and maxID should be configured simultaneously, "
                             "maxID is missing")
         single = _trunk_id(item, "id")
         if single is not None:
@@ -62,9 +61,9 @@ def _vlan_trunk(raw: Mapping[str, Any]) -> tuple[int, ...]:
 def _trunk_id(item: Mapping[str, Any], key: str) -> int | None:
     if item.get(key) is None:
         return None
-    value = cfg_int(item, key)
+    value = int_key(item, key)
     if not 0 < value <= MAX_VLAN:
-        raise cfg_error(f"incorrect trunk {key} parameter", f"{value} is not in 1..{MAX_VLAN}")
+        raise config_error(f"incorrect trunk {key} parameter", f"{value} is not in 1..{MAX_VLAN}")
     return value
 
 
@@ -74,9 +73,9 @@ def _requested_mac(request: Request) -> str:
     mac = dict(request.args).get("MAC", "")
     args = raw.get("args")
     if isinstance(args, dict) and isinstance(args.get("cni"), dict):
-        mac = cfg_str(args["cni"], "mac") or mac
-    mac = cfg_str(request.config.runtime_config, "mac") or mac
-    return cfg_mac(mac, "MAC address") if mac else ""
+        mac = str_key(args["cni"], "mac") or mac
+    mac = str_key(request.config.runtime_config, "mac") or mac
+    return parse_mac(mac, "MAC address") if mac else ""
 
 
 @attrs.frozen
@@ -119,47 +118,47 @@ class BridgeConf:
     @classmethod
     def from_request(cls, request: Request) -> BridgeConf:
         raw = request.config.raw
-        bridge = cfg_str(raw, "bridge") or DEFAULT_BRIDGE
+        bridge = str_key(raw, "bridge") or DEFAULT_BRIDGE
         try:
             validate_ifname(bridge)
         except CNIError as exc:
-            raise cfg_error(f"invalid bridge name {bridge!r}", exc.msg) from None
-        vlan = cfg_int(raw, "vlan")
+            raise config_error(f"invalid bridge name {bridge!r}", exc.msg) from None
+        vlan = int_key(raw, "vlan")
         if not 0 <= vlan <= MAX_VLAN:
-            raise cfg_error(f"invalid VLAN ID {vlan} (must be between 0 and {MAX_VLAN})")
+            raise config_error(f"invalid VLAN ID {vlan} (must be between 0 and {MAX_VLAN})")
         mtu = cfg_veth_mtu(raw)
         backend = cfg_masq_backend(raw, BACKENDS)
-        default_gw = cfg_bool(raw, "isDefaultGateway")
+        default_gw = bool_key(raw, "isDefaultGateway")
         return cls(
             network=request.config.name,
             bridge=bridge,
-            is_gateway=cfg_bool(raw, "isGateway") or default_gw,
+            is_gateway=bool_key(raw, "isGateway") or default_gw,
             is_default_gateway=default_gw,
-            force_address=cfg_bool(raw, "forceAddress"),
-            ip_masq=cfg_bool(raw, "ipMasq"),
+            force_address=bool_key(raw, "forceAddress"),
+            ip_masq=bool_key(raw, "ipMasq"),
             ip_masq_backend=backend,
             mtu=mtu,
-            hairpin_mode=cfg_bool(raw, "hairpinMode"),
-            promisc_mode=cfg_bool(raw, "promiscMode"),
+            hairpin_mode=bool_key(raw, "hairpinMode"),
+            promisc_mode=bool_key(raw, "promiscMode"),
             vlan=vlan,
             vlan_trunk=_vlan_trunk(raw),
             vlan_trunk_set=raw.get("vlanTrunk") is not None,
-            preserve_default_vlan=cfg_bool(raw, "preserveDefaultVlan"),
-            mac_spoof_check=cfg_bool(raw, "macspoofchk"),
-            enable_dad=cfg_bool(raw, "enabledad"),
-            disable_container_interface=cfg_bool(raw, "disableContainerInterface"),
-            port_isolation=cfg_bool(raw, "portIsolation"),
-            ipam_type=cfg_ipam_type(raw),
-            dns=cfg_dns(raw),
+            preserve_default_vlan=bool_key(raw, "preserveDefaultVlan"),
+            mac_spoof_check=bool_key(raw, "macspoofchk"),
+            enable_dad=bool_key(raw, "enabledad"),
+            disable_container_interface=bool_key(raw, "disableContainerInterface"),
+            port_isolation=bool_key(raw, "portIsolation"),
+            ipam_type=ipam_type(raw),
+            dns=dns_key(raw),
             mac=_requested_mac(request),
         )
 
     def check_for_add(self) -> None:
         """The combinations Go refuses at ADD (DEL and CHECK still accept them)."""
         if self.layer3 and self.disable_container_interface:
-            raise cfg_error("cannot use IPAM when DisableContainerInterface flag is set")
+            raise config_error("cannot use IPAM when DisableContainerInterface flag is set")
         if self.hairpin_mode and self.promisc_mode:
-            raise cfg_error("cannot set hairpin mode and promiscuous mode at the same time")
+            raise config_error("cannot set hairpin mode and promiscuous mode at the same time")
         if self.vlan and self.is_gateway and len(f"{self.bridge}.{self.vlan}") > 15:
-            raise cfg_error(f"bridge name {self.bridge!r} is too long for the VLAN gateway "
+            raise config_error(f"bridge name {self.bridge!r} is too long for the VLAN gateway "
                             f"interface {self.bridge}.{self.vlan}")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from corecni_contrib._masq import Owner, format_hash, run_tool
+from corecni.kit.firewall import format_hash, run_tool
+from corecni_contrib._masq import Owner
 from corecni_contrib.bridge.config import BridgeConf
 
 SPOOF_TABLE = "corecni_macspoofchk"

@@ -19,9 +19,10 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
+from corecni.kit import config_error
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import IPConfig
-from corecni_contrib._ipam_common import IPAddress, config_error
+from corecni_contrib._ipam_common import IPAddress
 from corecni_contrib.host_local.config import Range, RangeSet
 from corecni_contrib.host_local.store import Store
 

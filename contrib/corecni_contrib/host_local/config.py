@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from corecni.plugin import Request
+from corecni.kit import Request, config_error, parse_ip, parse_ip_or_cidr, parse_routes
 from corecni.spec.config import validate_network_name
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Route
@@ -29,14 +29,9 @@ from corecni_contrib._ipam_common import (
     IPNetwork,
     args_cni_ips,
     check_one_per_family,
-    cni_arg,
-    config_error,
     ipam_section,
     opt_list,
     opt_str,
-    parse_ip,
-    parse_ip_or_cidr,
-    parse_routes,
     runtime_ips,
 )
 
@@ -208,7 +203,7 @@ def requested_ips(request: Request) -> tuple[IPAddress, ...]:
 
     Each may be ``<ip>`` or ``<ip>/<prefix>`` (Go's ``ip.IP``); duplicates count once.
     """
-    texts = [cni_arg(request, "IP")]
+    texts = [request.arg("IP")]
     texts += args_cni_ips(request)
     texts += runtime_ips(request)
     out: list[IPAddress] = []

@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from corecni.hookspecs import hookimpl
-from corecni.plugin import Request
+from corecni.kit import Request, hookimpl
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Result
 from corecni.spec.version import CURRENT
@@ -92,7 +91,7 @@ def ipam_check(request: Request) -> None:
 
 
 @hookimpl
-def cni_gc(request: Request) -> None:
+def plugin_gc(request: Request) -> None:
     """SPEC 1.1.0 GC: release every address whose attachment is not in the valid list.
 
     Legacy files (container ID only) are kept while the container has any valid
@@ -116,7 +115,7 @@ def cni_gc(request: Request) -> None:
 
 
 @hookimpl
-def cni_status(request: Request) -> None:
+def plugin_status(request: Request) -> None:
     """Ready unless the data directory cannot be written (code 50)."""
     ipam = request.config.ipam or {}
     data_dir = ipam.get("dataDir") if isinstance(ipam.get("dataDir"), str) else ""
