@@ -42,6 +42,7 @@ test: $(STAMP) lint typecheck
 # --- pieces ---------------------------------------------------------------
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 unit: $(STAMP)

@@ -77,39 +77,6 @@ def check_netns(path: str) -> None:
         raise NetnsError(22, "not a network namespace (another namespace type)", path)
 
 
-def validate_netns_path(path: str) -> str:
-    """ADD/CHECK need a live namespace: gone -> CNI code 3, not a netns -> code 4.
-
-    Shared by the runtime (before any plugin runs) and the plugin side (skel).
-    """
-    from corecni.spec.errors import CNIError, ErrorCode
-
-    try:
-        check_netns(path)
-    except NetnsError as exc:
-        if exc.errno == 2:
-            raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "network namespace does not exist",
-                           path) from None
-        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace",
-                       f"{path}: {exc.strerror}") from None
-    return path
-
-
-def netns_gone(path: str) -> bool:
-    """DEL's test: True when the namespace no longer exists (its links went with it);
-    a path that exists but is not a network namespace is CNI code 4."""
-    from corecni.spec.errors import CNIError, ErrorCode
-
-    try:
-        check_netns(path)
-    except NetnsError as exc:
-        if exc.errno == 2:
-            return True
-        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace",
-                       f"{path}: {exc.strerror}") from None
-    return False
-
-
 def _setns(fd: int) -> None:
     if _get_libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()

@@ -83,17 +83,44 @@ class EnvVar:
     format: Callable[[Any], str] = str
 
 
-def _validate_netns(path: str) -> object:
-    from corecni.netns import validate_netns_path  # ctypes only when a netns is given
+def validate_netns_path(path: str) -> str:
+    """ADD/CHECK need a live namespace: gone -> CNI code 3, not a netns -> code 4.
 
-    return validate_netns_path(path)
+    Shared by the runtime (before any plugin runs) and the plugin side (skel).
+    """
+    from corecni import netns  # ctypes, only when a namespace is named
+
+    try:
+        netns.check_netns(path)
+    except netns.NetnsError as exc:
+        if exc.errno == 2:
+            raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "network namespace does not exist",
+                           path) from None
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace",
+                       f"{path}: {exc.strerror}") from None
+    return path
+
+
+def netns_gone(path: str) -> bool:
+    """DEL's test: True when the namespace no longer exists (its links went with it);
+    a path that exists but is not a network namespace is CNI code 4."""
+    from corecni import netns
+
+    try:
+        netns.check_netns(path)
+    except netns.NetnsError as exc:
+        if exc.errno == 2:
+            return True
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace",
+                       f"{path}: {exc.strerror}") from None
+    return False
 
 
 #: The CNI_* variables (SPEC 1.1.0 "Parameters"), in the order Go's skel checks them.
 ENV: tuple[EnvVar, ...] = (
     EnvVar("CNI_COMMAND", "command", frozenset(COMMANDS)),
     EnvVar("CNI_CONTAINERID", "container_id", _ATTACH, validate_container_id),
-    EnvVar("CNI_NETNS", "netns", frozenset({"ADD", "CHECK"}), _validate_netns,
+    EnvVar("CNI_NETNS", "netns", frozenset({"ADD", "CHECK"}), validate_netns_path,
            validate_for=frozenset({"ADD", "CHECK"})),
     EnvVar("CNI_IFNAME", "ifname", _ATTACH, validate_ifname),
     EnvVar("CNI_ARGS", "args", frozenset(), parse_cni_args, parse=parse_cni_args,

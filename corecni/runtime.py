@@ -24,9 +24,8 @@ import attrs
 
 from corecni.cache import DEFAULT_DIR, CachedAttachment, ResultCache
 from corecni.invoke import DEFAULT_TIMEOUT, Invoker
-from corecni.netns import validate_netns_path
 from corecni.registry import Registry
-from corecni.request import Attachment, Request
+from corecni.request import Attachment, Request, validate_netns_path
 from corecni.spec import version as versions
 from corecni.spec.config import (
     NetworkConfigList,

@@ -75,8 +75,7 @@ from corecni.kit.ipam import (
 )
 from corecni.kit.undo import UndoStack, undo_on_failure
 from corecni.netns import entered as netns_entered
-from corecni.netns import netns_gone, validate_netns_path
-from corecni.request import Attachment, Request
+from corecni.request import Attachment, Request, netns_gone, validate_netns_path
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Interface, IPConfig, Result, Route
 from corecni.spec.version import CURRENT as CNI_VERSION

@@ -21,8 +21,7 @@ from corecni.kit.config import config_error
 from corecni.kit.errors import kernel_step, net_failure
 from corecni.kit.ipam import ipam_released_on_failure, require_ips
 from corecni.net.base import Batch, Link, NetBackend, NetError
-from corecni.netns import netns_gone
-from corecni.request import Request
+from corecni.request import Request, netns_gone
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Interface, Result
 
