@@ -9,6 +9,11 @@ and corecni with live containers and lose nothing.
 
 (Go marshals ``[]byte`` as base64, hence ``config``.) Files are 0600 in a
 0700 directory and written atomically, so a crash never leaves half a file.
+
+The path is ambiguous (``n-x`` + ``c1`` and ``n`` + ``x-c1`` share one); it is
+kept for libcni compatibility, and an entry is used or removed only when the
+``networkName``/``containerId``/``ifName`` it stores are the caller's. A file
+holding a bare result (libcni's pre-``cniCacheV1`` format) is still read.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import attrs
 
 from corecni.spec.config import RuntimeConf
+from corecni.spec.errors import CNIError, decoding_failure
 from corecni.spec.result import Result
 
 KIND = "cniCacheV1"
@@ -41,6 +47,12 @@ class CachedAttachment:
     args: tuple[tuple[str, str], ...] = ()
     capability_args: dict[str, Any] = attrs.field(factory=dict)
     raw_result: dict[str, Any] | None = attrs.field(default=None, repr=False)
+
+    def belongs_to(self, network: str, rt: RuntimeConf) -> bool:
+        """Whether this entry is the attachment ``(network, rt)`` (the path alone is
+        ambiguous)."""
+        return (self.network, self.container_id, self.ifname) == \
+            (network, rt.container_id, rt.ifname)
 
     def runtime_conf(self, cache_dir: str = "") -> RuntimeConf:
         return RuntimeConf(container_id=self.container_id, ifname=self.ifname, netns=self.netns,
@@ -86,17 +98,51 @@ class ResultCache:
             json.dump(entry, fh)
         os.replace(tmp, fname)
 
+    def _read(self, network: str, rt: RuntimeConf) -> bytes | None:
+        try:
+            with open(self.path(network, rt), "rb") as fh:
+                return fh.read()
+        except OSError:  # libcni: a read error is "no cached result"
+            return None
+
     def delete(self, network: str, rt: RuntimeConf) -> None:
+        """Remove the entry, unless the file is another attachment's (same path)."""
+        data = self._read(network, rt)
+        entry = _parse(data) if data is not None else None
+        if entry is not None and not entry.belongs_to(network, rt):
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(network, rt))
 
     def get(self, network: str, rt: RuntimeConf) -> CachedAttachment | None:
-        """The entry, or None when absent or not in the cniCacheV1 format."""
-        try:
-            with open(self.path(network, rt), "rb") as fh:
-                return _parse(fh.read())
-        except OSError:
+        """The entry, or None when absent, not in the cniCacheV1 format, or another
+        attachment's."""
+        data = self._read(network, rt)
+        entry = _parse(data) if data is not None else None
+        if entry is None or not entry.belongs_to(network, rt):
             return None
+        return entry
+
+    def get_result(self, network: str, rt: RuntimeConf) -> Result | None:
+        """libcni's ``getCachedResult``: the cached result (None when there is no file, no
+        result, or the entry is another attachment's); a file that cannot be read as an
+        entry or as a bare (legacy) result raises code 6."""
+        data = self._read(network, rt)
+        if data is None:
+            return None
+        entry = _parse(data)
+        if entry is not None:
+            return entry.result() if entry.belongs_to(network, rt) else None
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise decoding_failure("cannot read cached result", str(exc)) from None
+        if isinstance(obj, dict) and obj.get("kind") == KIND:
+            raise decoding_failure("cannot read cached result", "malformed cniCacheV1 entry")
+        try:
+            return Result.from_dict(obj)  # a legacy file: the bare result
+        except CNIError as exc:
+            raise decoding_failure("cannot read cached result", str(exc)) from None
 
     def attachments(self, container_id: str = "") -> list[CachedAttachment]:
         """Every readable entry (libcni's ``GetCachedAttachments``)."""

@@ -174,8 +174,8 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corecni", description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=_env("CNI_CACHE_DIR", "/var/lib/cni"))
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds one plugin call may take (default 60)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds one plugin call may take (default: no limit, as libcni)")
     parser.add_argument("--exec-only", action="store_true",
                         help="exec every plugin, even Python ones")
     sub = parser.add_subparsers(dest="command", required=True)

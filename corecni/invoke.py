@@ -3,9 +3,11 @@
 This is Go's ``pkg/invoke``: the CNI_* variables override the caller's
 environment, config goes on stdin, stdout carries the result (exit 0) or the
 error JSON (non-zero exit). corecni is stricter than libcni about what a
-broken plugin can do to its caller: a crash, garbage on stdout or a hang past
-the timeout each becomes a ``CNIError`` naming the plugin, and a hung plugin's
-whole process group is killed so it leaves no stray children.
+broken plugin can do to its caller: a crash or garbage on stdout becomes a
+``CNIError`` naming the plugin. Like libcni there is no time limit by default
+(a DHCP or IPAM plugin may legitimately wait a long time); a caller that sets
+one gets error 11 past it, and the hung plugin's whole process group is
+killed so it leaves no stray children.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
     from corecni.registry import Registry
     from corecni.request import Request
 
-DEFAULT_TIMEOUT = 60.0
+#: No limit, as libcni (it only honours the caller's context). ``CNIRuntime(timeout=...)``,
+#: ``Invoker(timeout=...)`` and ``corecni --timeout`` set one.
+DEFAULT_TIMEOUT: float | None = None
 _STDERR_TAIL = 2000
 
 
@@ -90,8 +94,20 @@ def _plugin_error(name: str, returncode: int, stdout: bytes, stderr: bytes) -> C
                     detail, plugin=name)
 
 
+def _config_version(stdin: bytes) -> str:
+    """The version a config on stdin declares; none (or unreadable) means 0.1.0, as libcni."""
+    try:
+        obj = json.loads(stdin)
+    except ValueError:
+        return "0.1.0"
+    version = obj.get("cniVersion") if isinstance(obj, dict) else None
+    return version if isinstance(version, str) and version else "0.1.0"
+
+
 def exec_with_result(exe: str, stdin: bytes, env: Mapping[str, str],
                      timeout: float | None = DEFAULT_TIMEOUT) -> Result:
+    """Exec and read the result. A result with no (or an empty) ``cniVersion`` is read
+    in the config's version, as libcni's ``fixupResultVersion`` does (cni#895)."""
     stdout = exec_plugin(exe, stdin, env, timeout)
     name = os.path.basename(exe)
     try:
@@ -100,8 +116,10 @@ def exec_with_result(exe: str, stdin: bytes, env: Mapping[str, str],
         raise CNIError(ErrorCode.DECODING_FAILURE,
                        f"plugin {name!r} returned a result that is not JSON",
                        _tail(stdout) or "empty output", plugin=name) from None
+    if data is None:  # libcni reads a plugin's "null" as an empty result
+        data = {}
     try:
-        return Result.from_dict(data)
+        return Result.from_dict(data, default_version=_config_version(stdin))
     except CNIError as exc:
         raise CNIError(ErrorCode.DECODING_FAILURE, f"plugin {name!r} returned an invalid result",
                        str(exc), plugin=name) from None

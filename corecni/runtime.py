@@ -115,15 +115,14 @@ class CNIRuntime:
         return self._invoker.run(request)
 
     def _cached_result(self, net: NetworkConfigList, rt: RuntimeConf) -> Result | None:
-        entry = self._cache(rt).get(net.name, rt)
-        result = entry.result() if entry else None
-        if result is None:
-            return None
+        """libcni's ``getCachedResult``: None when nothing is cached; an unreadable entry or
+        one that cannot be converted to the list's version raises."""
         try:
-            return result.as_version(net.cni_version)
+            result = self._cache(rt).get_result(net.name, rt)
+            return result.as_version(net.cni_version) if result is not None else None
         except CNIError as exc:
-            raise CNIError(exc.code, f"failed to convert cached result to config version "
-                           f"{net.cni_version!r}: {exc.msg}", exc.details) from None
+            raise CNIError(exc.code, f"failed to get network {net.name!r} cached result: "
+                           f"{exc.msg}", exc.details) from None
 
     # ---- the spec's operations over a list ---------------------------------
     def add_network_list(self, net: NetworkConfigList, rt: RuntimeConf) -> Result:
@@ -164,12 +163,7 @@ class CNIRuntime:
         if net.disable_check:
             return
         self._validate(net, rt, needs_netns=True)
-        cached = self._cached_result(net, rt)
-        if cached is None:
-            raise CNIError(ErrorCode.UNKNOWN_CONTAINER,
-                           f"failed to get network {net.name!r} cached result",
-                           f"no cached result for container {rt.container_id!r} "
-                           f"interface {rt.ifname!r}")
+        cached = self._cached_result(net, rt)  # none cached: the plugins get no prevResult
         for plugin in net.plugins:
             try:
                 self._call("CHECK", net, plugin, cached, rt)
@@ -178,8 +172,12 @@ class CNIRuntime:
 
     def del_network_list(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
         self._validate(net, rt, needs_netns=False)
-        cached = self._cached_result(net, rt) if versions.at_least(net.cni_version, "0.4.0") \
-            else None
+        cached: Result | None = None
+        if versions.at_least(net.cni_version, "0.4.0"):
+            try:
+                cached = self._cached_result(net, rt)
+            except CNIError:  # libcni: an unusable entry is dropped and DEL goes on without it
+                self._cache(rt).delete(net.name, rt)
         for plugin in reversed(net.plugins):
             try:
                 self._call("DEL", net, plugin, cached, rt)
@@ -189,30 +187,36 @@ class CNIRuntime:
 
     def gc_network_list(self, net: NetworkConfigList,
                         valid_attachments: Sequence[Attachment] = ()) -> None:
-        """SPEC 1.1.0 GC: DEL every cached attachment not in ``valid_attachments``,
-        then let each plugin collect what belongs to no valid attachment."""
+        """SPEC 1.1.0 GC, best effort as libcni: DEL every cached attachment not in
+        ``valid_attachments``, then let every plugin collect what belongs to no valid
+        attachment. Failures are collected, never stop the rest, and are raised together
+        at the end (the first failure's code)."""
         if net.disable_gc:
             return
         valid = {(a.container_id, a.ifname) for a in valid_attachments}
-        errors: list[str] = []
+        failures: list[CNIError] = []
         for entry in ResultCache(self.cache_dir).attachments():
             if entry.network != net.name or (entry.container_id, entry.ifname) in valid:
                 continue
             try:
                 self.del_network_list(net, entry.runtime_conf(self.cache_dir))
             except CNIError as exc:
-                errors.append(str(exc))
-        if errors:
-            raise CNIError(ErrorCode.INTERNAL, "GC could not delete stale attachments",
-                           "; ".join(errors))
-        if not versions.at_least(net.cni_version, "1.1.0"):
-            return
-        extra = {"cni.dev/valid-attachments": [a.to_dict() for a in valid_attachments]}
-        for plugin in net.plugins:
-            try:
-                self._call("GC", net, plugin, None, None, extra)
-            except CNIError as exc:
-                raise _fail(plugin, "gc", exc) from None
+                failures.append(CNIError(exc.code, f"failed to delete stale attachment "
+                                         f"{entry.container_id} {entry.ifname}: {exc}"))
+        if versions.at_least(net.cni_version, "1.1.0"):
+            listed = [a.to_dict() for a in valid_attachments]
+            # libcni >= 1.2.3 sends both: SPEC 1.1.0 first named the key cni.dev/attachments
+            extra = {"cni.dev/valid-attachments": listed, "cni.dev/attachments": listed}
+            for plugin in net.plugins:
+                try:
+                    self._call("GC", net, plugin, None, None, extra)
+                except CNIError as exc:
+                    failures.append(_fail(plugin, "gc", exc))
+        if failures:
+            raise CNIError(failures[0].code,
+                           f"GC of network {net.name!r} failed: "
+                           + "; ".join(str(f) for f in failures),
+                           plugin=failures[0].plugin)
 
     def get_status_network_list(self, net: NetworkConfigList) -> None:
         """SPEC 1.1.0 STATUS: raises the first plugin's 50/51 error, if any."""

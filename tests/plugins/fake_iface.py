@@ -46,4 +46,6 @@ def plugin_status(request: Request) -> None:
 
 @hookimpl
 def plugin_gc(request: Request) -> None:
-    record(request, "fake-iface")
+    record(request, "fake-iface",
+           keys=sorted(k for k in request.config.raw if k.startswith("cni.dev/")))
+    maybe_fail(request, "fake-iface")

@@ -121,3 +121,39 @@ def test_version_of_modern_plugin(tmp_path: Path) -> None:
     exe = script(tmp_path, "modern",
                  'echo \'{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}\'')
     assert exec_version(exe).supported_versions == ("0.4.0", "1.0.0")
+
+
+@pytest.mark.parametrize("stdout", [
+    '{"interfaces":[{"name":"eth0"}],"ips":[{"interface":0,"address":"10.0.0.2/24"}]}',
+    '{"cniVersion":"","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.0.0.2/24"}]}',
+])
+def test_result_without_version_is_read_with_the_config_version(tmp_path: Path,
+                                                                 stdout: str) -> None:
+    """libcni's fixupResultVersion (cni#895): a missing or empty result cniVersion is the
+    config's, so a 1.x-shaped result keeps its interfaces and IPs."""
+    exe = script(tmp_path, "noversion", f"echo '{stdout}'")
+    result = exec_with_result(exe, b'{"cniVersion":"1.0.0","name":"n","type":"x"}', ARGS)
+    assert result.cni_version == "1.0.0"
+    assert [i.name for i in result.interfaces] == ["eth0"]
+    assert [ip.address for ip in result.ips] == ["10.0.0.2/24"]
+
+
+def test_result_and_config_without_version_are_0_1_0(tmp_path: Path) -> None:
+    exe = script(tmp_path, "legacyresult", 'echo \'{"ip4":{"ip":"10.0.0.2/24"}}\'')
+    result = exec_with_result(exe, b'{"name":"n","type":"x"}', ARGS)
+    assert result.cni_version == "0.1.0"
+    assert [ip.address for ip in result.ips] == ["10.0.0.2/24"]
+
+
+def test_no_default_time_limit() -> None:
+    """libcni puts no limit on a plugin call: a slow DHCP or IPAM plugin is not killed."""
+    import inspect
+
+    from corecni.invoke import DEFAULT_TIMEOUT, Invoker
+    from corecni.runtime import CNIRuntime
+
+    assert DEFAULT_TIMEOUT is None
+    for func in (exec_plugin, exec_with_result, exec_version):
+        assert inspect.signature(func).parameters["timeout"].default is None
+    assert CNIRuntime(cache_dir="/nonexistent").timeout is None
+    assert Invoker.__attrs_attrs__.timeout.default is None  # type: ignore[attr-defined]

@@ -108,10 +108,30 @@ def test_check_uses_cached_result(runtime: CNIRuntime, tmp_path: Path) -> None:
     assert all(c["prev"]["dns"]["options"] == ["ndots:5"] for c in seen)
 
 
-def test_check_without_cache_is_code_3(runtime: CNIRuntime, tmp_path: Path) -> None:
+def test_check_without_cache_calls_plugins_without_prev_result(
+        runtime: CNIRuntime, tmp_path: Path) -> None:
+    """libcni: no cached result is no prevResult; the plugins decide (fake-iface refuses)."""
+    log = tmp_path / "log"
     with pytest.raises(CNIError) as info:
-        runtime.check_network_list(network(tmp_path / "log"), RT)
-    assert info.value.code == 3 and "cached result" in info.value.msg
+        runtime.check_network_list(network(log), RT)
+    assert info.value.code == 7 and "CHECK without prevResult" in info.value.msg
+    assert [(c["who"], c["command"], c["prev"]) for c in calls(log)] == [
+        ("fake-iface", "CHECK", None)]
+
+
+def test_check_with_unreadable_cache_fails_before_any_plugin(
+        runtime: CNIRuntime, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    results = tmp_path / "cache" / "results"
+    results.mkdir(parents=True)
+    (results / "testnet-ctr-1-eth0").write_text("adfadsfasdfasfdsafaf")
+    with pytest.raises(CNIError) as info:
+        runtime.check_network_list(network(log), RT)
+    assert "failed to get network 'testnet' cached result" in info.value.msg
+    assert calls(log) == []
+    runtime.del_network_list(network(log), RT)  # DEL tolerates it and drops the file
+    assert [c["prev"] for c in calls(log)] == [None, None, None]
+    assert not (results / "testnet-ctr-1-eth0").exists()
 
 
 def test_check_disabled_and_old_versions(runtime: CNIRuntime, tmp_path: Path) -> None:
@@ -194,6 +214,55 @@ def test_gc_deletes_stale_then_calls_gc(runtime: CNIRuntime, tmp_path: Path) -> 
     assert gcs[0]["valid"] == [{"containerID": "keep", "ifname": "eth0"}]
     remaining = ResultCache(str(tmp_path / "cache")).attachments()
     assert [(a.container_id, a.ifname) for a in remaining] == [("keep", "eth0")]
+
+
+def test_gc_is_best_effort(runtime: CNIRuntime, tmp_path: Path) -> None:
+    """libcni: errors of stale DELs and of plugin GCs are collected; every plugin gets GC,
+    with both ``cni.dev/valid-attachments`` and the spec's old ``cni.dev/attachments``."""
+    log = tmp_path / "log"
+    raw = {"cniVersion": "1.1.0", "name": "gcnet", "plugins": [
+        {"type": "fake-iface", "log": str(log), "fail": {"GC": [11, "gc one failed"]}},
+        {"type": "dns-meta", "log": str(log), "fail": {"DEL": [11, "del failed"]}},
+        {"type": "fake-iface", "log": str(log)},
+    ]}
+    net = NetworkConfigList.from_bytes(json.dumps(raw).encode())
+    cache = ResultCache(str(tmp_path / "cache"))
+    for cid in ("keep", "stale1", "stale2"):
+        cache.add("gcnet", RuntimeConf(container_id=cid, netns=NETNS), net.raw_bytes, None)
+    with pytest.raises(CNIError) as info:
+        runtime.gc_network_list(net, [Attachment("keep", "eth0")])
+    text = str(info.value)
+    assert "stale1" in text and "stale2" in text and "del failed" in text
+    assert "gc one failed" in text
+    seen = calls(log)
+    dels = [(c["who"], c["container_id"]) for c in seen if c["command"] == "DEL"]
+    assert dels == [("fake-iface", "stale1"), ("dns-meta", "stale1"),
+                    ("fake-iface", "stale2"), ("dns-meta", "stale2")]
+    gcs = [c for c in seen if c["command"] == "GC"]
+    assert [c["who"] for c in gcs] == ["fake-iface", "fake-iface"]
+    for call in gcs:
+        assert call["keys"] == ["cni.dev/attachments", "cni.dev/valid-attachments"]
+        assert call["valid"] == [{"containerID": "keep", "ifname": "eth0"}]
+    # the stale entries whose DEL failed stay cached, so the next GC tries again
+    assert sorted(a.container_id for a in cache.attachments()) == ["keep", "stale1", "stale2"]
+
+
+def test_cache_entry_of_another_attachment_is_not_used(runtime: CNIRuntime,
+                                                       tmp_path: Path) -> None:
+    """``<net>-<cid>-<ifname>`` is ambiguous: ``n-x``+``c1`` and ``n``+``x-c1`` share a path.
+    The entry's own networkName/containerId/ifName decide whose it is."""
+    log = tmp_path / "log"
+    other = network(log, name="testnet-x")
+    runtime.add_network_list(other, RuntimeConf(container_id="c1", netns=NETNS))
+    path = tmp_path / "cache" / "results" / "testnet-x-c1-eth0"
+    assert path.exists()
+    log.unlink()
+    mine = RuntimeConf(container_id="x-c1", netns=NETNS)
+    assert runtime.get_cached_result(network(log), mine) is None
+    runtime.del_network_list(network(log), mine)
+    assert [c["prev"] for c in calls(log)] == [None, None, None]
+    assert path.exists()  # not ours to delete
+    assert runtime.get_cached_result(other, RuntimeConf(container_id="c1")) is not None
 
 
 def test_status_propagates_50(runtime: CNIRuntime, tmp_path: Path) -> None:
