@@ -23,16 +23,13 @@ from corecni.net import available_backends
 from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec.config import RuntimeConf
-from corecni.testing import ns_name
+from corecni.testing import ns_name, plugin_target
 
 pytestmark = pytest.mark.skipif(
     set(available_backends()) != {"native", "pyroute2"},
     reason=f"needs both backends, have {available_backends()}")
 
-PLUGINS = {"bridge": "corecni_contrib.bridge", "ptp": "corecni_contrib.ptp",
-           "host-local": "corecni_contrib.host_local.plugin",
-           "loopback": "corecni_contrib.loopback", "macvlan": "corecni_contrib.macvlan",
-           "static": "corecni_contrib.static"}
+PLUGINS = ("bridge", "ptp", "host-local", "loopback", "macvlan", "static")
 VETH = re.compile(r"^veth[0-9a-f]{8}$")
 
 
@@ -103,8 +100,8 @@ def test_kernel_state_identical_across_backends(make_chain: Any, netns_factory: 
         work.mkdir()
         node, ctr = netns_factory("node"), netns_factory("ctr", lo_up=False)
         registry = Registry(path=(), entry_points=False)
-        for ptype, target in PLUGINS.items():
-            registry.register(ptype, target)
+        for ptype in PLUGINS:
+            registry.register(ptype, plugin_target(ptype))
         runtime = CNIRuntime(path=(), cache_dir=str(work / "cache"), registry=registry)
         net = list_from_bytes(json.dumps(make_chain(work)).encode())
         rt = RuntimeConf(container_id="eq", ifname="eth0", netns=ctr)

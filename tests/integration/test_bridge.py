@@ -26,42 +26,40 @@ from corecni import netns
 from corecni.plugin import Attachment, Request
 from corecni.spec.config import NetworkConfigList, PluginConfig
 from corecni.spec.errors import CNIError
-from corecni.testing import ns_name, ping
-from tests.integration import _harness
-from tests.integration._harness import (
+from corecni.testing import (
     GO_PLUGINS,
-    Cni,
-    NsFactory,
+    NodeCni,
     addrs,
-    check_error,
     conflist,
     eventually,
+    ip,
+    link_info,
+    link_names,
+    nft,
+    ns_name,
+    ping,
+    routes,
+    sysctl,
+)
+from tests.integration import _harness
+from tests.integration._harness import (
+    NsFactory,
+    check_error,
     host_local,
     install_launcher,
     ips_of,
-    link_info,
-    link_names,
     masq_chains,
-    net_backend,
-    nft,
-    node_cni_fixtures,
-    root_namespace_untouched,
-    routes,
-    sh,
-    sysctl,
     with_host_local,
 )
 
-__all__ = ["net_backend", "root_namespace_untouched"]  # shared fixtures
-
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
 
 BRIDGE = "cnitest0"
 
 
 # --- harness (the shared one in _harness, set up for bridge) ----------------------------
 
-cni, bare_cni = node_cni_fixtures("bridge")
+PLUGIN_TYPE = "bridge"  # for the conftest fixtures cni, bare_cni
 
 
 def conf(tmp: Path, name: str = "brnet", **plugin: Any) -> dict[str, Any]:
@@ -84,7 +82,7 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
                                    tmp_path: Path) -> None:
     node = netns_factory("node")
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
-    cni = Cni(with_host_local("bridge", mode, tmp_path), node)
+    cni = NodeCni(with_host_local("bridge", mode, tmp_path), node)
     cfg = conf(tmp_path, hairpinMode=True, mtu=1400, isDefaultGateway=True)
     results = [cni.add(cfg, ctr, f"c{i}") for i, ctr in enumerate(ctrs)]
 
@@ -141,7 +139,7 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
 
 # --- DEL ------------------------------------------------------------------------------
 
-def test_del_without_add_and_after_netns_gone(cni: Cni, netns_factory: NsFactory,
+def test_del_without_add_and_after_netns_gone(cni: NodeCni, netns_factory: NsFactory,
                                               tmp_path: Path) -> None:
     cfg = conf(tmp_path)
     ctr = netns_factory("ctr")
@@ -160,7 +158,7 @@ def test_del_without_add_and_after_netns_gone(cni: Cni, netns_factory: NsFactory
 
 # --- CHECK ----------------------------------------------------------------------------
 
-def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> None:
+def test_check_detects_drift(cni: NodeCni, container_netns: str, tmp_path: Path) -> None:
     cfg = conf(tmp_path)
     ctr, node = container_netns, cni.node
     result = cni.add(cfg, ctr, "c0")
@@ -171,40 +169,40 @@ def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> 
         return check_error(cni, cfg, ctr, "c0")
 
     address = result["ips"][0]["address"]
-    sh(ctr, "addr", "del", address, "dev", "eth0")
+    ip(ctr, "addr", "del", address, "dev", "eth0")
     assert f"expected address {address} is missing" in error()
-    sh(ctr, "addr", "add", address, "dev", "eth0")
-    sh(ctr, "route", "add", "default", "via", "10.91.0.1")  # the address' removal took it
+    ip(ctr, "addr", "add", address, "dev", "eth0")
+    ip(ctr, "route", "add", "default", "via", "10.91.0.1")  # the address' removal took it
 
-    sh(ctr, "-6", "route", "del", "default")
+    ip(ctr, "-6", "route", "del", "default")
     assert "expected route to ::/0 via fd91::1 is missing" in error()
-    sh(ctr, "-6", "route", "add", "default", "via", "fd91::1")
+    ip(ctr, "-6", "route", "add", "default", "via", "fd91::1")
     cni.check(cfg, ctr, "c0")
 
-    sh(node, "link", "set", host, "nomaster")
+    ip(node, "link", "set", host, "nomaster")
     assert f"host veth {host} is not attached to bridge {BRIDGE}" in error()
-    sh(node, "link", "set", host, "master", BRIDGE)
+    ip(node, "link", "set", host, "master", BRIDGE)
     cni.check(cfg, ctr, "c0")
 
-    sh(node, "link", "set", host, "name", "gone0")  # the peer is no longer what ADD made
+    ip(node, "link", "set", host, "name", "gone0")  # the peer is no longer what ADD made
     assert f"host veth {host} from prevResult not found" in error()
-    sh(node, "link", "set", "gone0", "name", host)
+    ip(node, "link", "set", "gone0", "name", host)
 
-    sh(node, "link", "set", BRIDGE, "promisc", "on")
+    ip(node, "link", "set", BRIDGE, "promisc", "on")
     assert "promiscuous mode False doesn't match" in error()
-    sh(node, "link", "set", BRIDGE, "promisc", "off")
+    ip(node, "link", "set", BRIDGE, "promisc", "off")
 
-    sh(ctr, "link", "del", "eth0")  # takes its peer along
+    ip(ctr, "link", "del", "eth0")  # takes its peer along
     assert "container interface eth0 from prevResult not found" in error()
     cni.delete(cfg, ctr, "c0")
 
 
 # --- errors: each leaves nothing behind ------------------------------------------------
 
-def test_bridge_name_taken_by_non_bridge(bare_cni: Cni, container_netns: str,
+def test_bridge_name_taken_by_non_bridge(bare_cni: NodeCni, container_netns: str,
                                          tmp_path: Path) -> None:
     node = bare_cni.node
-    sh(node, "link", "add", BRIDGE, "type", "veth", "peer", "name", "squatter1")
+    ip(node, "link", "add", BRIDGE, "type", "veth", "peer", "name", "squatter1")
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path), container_netns, "c0")
     assert err.value.code == 7
@@ -221,8 +219,8 @@ def test_ifname_taken_in_container(rollback: bool, net_backend: str, node_netns:
     """Refused before anything is made; with the runtime's rollback DEL the foreign
     eth0 (a veth, but with its peer in the container) survives too: DEL removes only
     a veth whose peer is in the node."""
-    cni = Cni(with_host_local("bridge", "in-process", tmp_path, rollback=rollback), node_netns)
-    sh(container_netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
+    cni = NodeCni(with_host_local("bridge", "in-process", tmp_path, rollback=rollback), node_netns)
+    ip(container_netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
     with pytest.raises(CNIError) as err:
         cni.add(conf(tmp_path), container_netns, "c0")
     assert err.value.code == 4 and "interface eth0 already exists" in err.value.msg
@@ -232,14 +230,14 @@ def test_ifname_taken_in_container(rollback: bool, net_backend: str, node_netns:
     assert masq_chains(node_netns) == []
 
 
-def test_failure_after_ipam_leaves_nothing_and_force_address(bare_cni: Cni,
+def test_failure_after_ipam_leaves_nothing_and_force_address(bare_cni: NodeCni,
                                                              container_netns: str,
                                                              tmp_path: Path) -> None:
     """The bridge holds another IPv4 address: Go's error, after IPAM ran - the lease is
     released and no veth or rule remains. ``forceAddress`` replaces the address."""
     node = bare_cni.node
-    sh(node, "link", "add", BRIDGE, "type", "bridge")
-    sh(node, "addr", "add", "10.91.0.254/24", "dev", BRIDGE)
+    ip(node, "link", "add", BRIDGE, "type", "bridge")
+    ip(node, "addr", "add", "10.91.0.254/24", "dev", BRIDGE)
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path), container_netns, "c0")
     assert f'"{BRIDGE}" already has an IP address different from 10.91.0.1/24' in err.value.msg
@@ -254,7 +252,7 @@ def test_failure_after_ipam_leaves_nothing_and_force_address(bare_cni: Cni,
     bare_cni.delete(conf(tmp_path, forceAddress=True), container_netns, "c0")
 
 
-def test_late_failure_undoes_veth_and_rules(bare_cni: Cni, container_netns: str, tmp_path: Path,
+def test_late_failure_undoes_veth_and_rules(bare_cni: NodeCni, container_netns: str, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure at the very last step (masquerade) undoes everything before it."""
     from corecni_contrib import _masq
@@ -272,7 +270,7 @@ def test_late_failure_undoes_veth_and_rules(bare_cni: Cni, container_netns: str,
 
 
 def test_bridge_gone_before_the_port_joins_leaves_nothing(
-        bare_cni: Cni, container_netns: str, tmp_path: Path,
+        bare_cni: NodeCni, container_netns: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """An unknown master (the bridge vanished after it was ensured): the veth batch's
     own rollback removes the pair, IPAM is released, the error names the bridge."""
@@ -325,7 +323,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("extra", "message"), BAD_CONFIGS)
 def test_bad_config_is_code_7_and_touches_nothing(extra: dict[str, Any], message: str,
-                                                  bare_cni: Cni, container_netns: str,
+                                                  bare_cni: NodeCni, container_netns: str,
                                                   tmp_path: Path) -> None:
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path, **extra), container_netns, "c0")
@@ -336,7 +334,7 @@ def test_bad_config_is_code_7_and_touches_nothing(extra: dict[str, Any], message
 
 # --- options ------------------------------------------------------------------------
 
-def test_l2_only_disabled_interface_promisc_and_dad(cni: Cni, netns_factory: NsFactory,
+def test_l2_only_disabled_interface_promisc_and_dad(cni: NodeCni, netns_factory: NsFactory,
                                                     tmp_path: Path) -> None:
     l2 = {"cniVersion": "1.0.0", "name": "l2net",
           "plugins": [{"type": "bridge", "bridge": BRIDGE, "promiscMode": True,
@@ -368,7 +366,7 @@ def test_l2_only_disabled_interface_promisc_and_dad(cni: Cni, netns_factory: NsF
     assert link_names(cni.node) == {"lo", BRIDGE}
 
 
-def test_macspoofchk_drops_foreign_source_mac(cni: Cni, container_netns: str,
+def test_macspoofchk_drops_foreign_source_mac(cni: NodeCni, container_netns: str,
                                               tmp_path: Path) -> None:
     cfg = conf(tmp_path, macspoofchk=True)
     result = cni.add(cfg, container_netns, "c0")
@@ -390,7 +388,7 @@ def test_macspoofchk_drops_foreign_source_mac(cni: Cni, container_netns: str,
     assert "chain" not in nft(cni.node, "list", "table", "bridge", "corecni_macspoofchk")
 
 
-def test_iptables_backend_is_gos_layout_and_go_deletes_it(cni: Cni, container_netns: str,
+def test_iptables_backend_is_gos_layout_and_go_deletes_it(cni: NodeCni, container_netns: str,
                                                           tmp_path: Path) -> None:
     """``ipMasqBackend: iptables`` writes Go's chain and comment, so Go's bridge DEL
     removes what ours added."""
@@ -403,7 +401,7 @@ def test_iptables_backend_is_gos_layout_and_go_deletes_it(cni: Cni, container_ne
     assert saved.count(f"-j {chain}") == 2  # one jump per family
     assert '--comment "name: \\"brnet\\" id: \\"c0\\""' in saved
     assert "corecni_masquerade" not in nft(cni.node, "list", "tables")
-    go = Cni(_harness.runtime("go", tmp_path), cni.node)
+    go = NodeCni(_harness.runtime("go", tmp_path), cni.node)
     go.delete(cfg, container_netns, "c0")
     assert chain not in iptables_nat(cni.node)
     assert leases(tmp_path) == []
@@ -420,7 +418,7 @@ def iptables_nat(ns: str) -> str:
                    for tool in ("iptables-save", "ip6tables-save"))
 
 
-def test_status_and_gc(cni: Cni, netns_factory: NsFactory, tmp_path: Path) -> None:
+def test_status_and_gc(cni: NodeCni, netns_factory: NsFactory, tmp_path: Path) -> None:
     """GC (SPEC 1.1.0) reaches IPAM and the masquerade chains through the bridge plugin:
     an attachment the runtime does not know of (added through another cache) goes."""
     cfg = conf(tmp_path, ipMasqBackend="nftables")  # GC collects the nftables layout
@@ -429,7 +427,7 @@ def test_status_and_gc(cni: Cni, netns_factory: NsFactory, tmp_path: Path) -> No
     cni.runtime.get_status_network_list(net)
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     cni.add(cfg, ctrs[0], "c0")
-    other = Cni(with_host_local("bridge", "in-process", tmp_path / "other"), cni.node)
+    other = NodeCni(with_host_local("bridge", "in-process", tmp_path / "other"), cni.node)
     other.add(cfg, ctrs[1], "c1")
     assert len(masq_chains(cni.node)) == 2 and len(leases(tmp_path)) == 4
     with netns.entered(cni.node):
@@ -440,12 +438,12 @@ def test_status_and_gc(cni: Cni, netns_factory: NsFactory, tmp_path: Path) -> No
     assert masq_chains(cni.node) == [] and leases(tmp_path) == []
 
 
-def test_vlan_access_and_trunk_ports(cni: Cni, container_netns: str, tmp_path: Path) -> None:
+def test_vlan_access_and_trunk_ports(cni: NodeCni, container_netns: str, tmp_path: Path) -> None:
     probe = subprocess.run(["ip", "-n", ns_name(cni.node), "link", "add", "vfprobe", "type",
                             "bridge", "vlan_filtering", "1"], capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip("this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)")
-    sh(cni.node, "link", "del", "vfprobe")
+    ip(cni.node, "link", "del", "vfprobe")
     cfg = {"cniVersion": "1.0.0", "name": "vlnet", "plugins": [{
         "type": "bridge", "bridge": BRIDGE, "vlan": 100,
         "vlanTrunk": [{"id": 101}, {"minID": 200, "maxID": 202}], "ipam": {}}]}

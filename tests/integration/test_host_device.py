@@ -16,26 +16,26 @@ from typing import Any
 
 import pytest
 
-from corecni.testing import ns_name, ping
+from corecni.testing import (
+    PluginCni,
+    addrs,
+    eventually,
+    expect_error,
+    ip,
+    link_info,
+    link_names,
+    ns_name,
+    ping,
+)
 from tests.integration._harness import (
     WITH_GO_IPAM,
     NsFactory,
-    PluginCni,
-    addrs,
     assert_late_failures_leave_nothing,
     assert_one_address_result,
-    eventually,
-    expect_error,
     host_local,
-    link_info,
-    link_names,
     plugin_cni,
     reserved,
-    sh,
-    variant,
 )
-
-__all__ = ["variant"]  # the shared fixture
 
 pytestmark = WITH_GO_IPAM
 
@@ -44,10 +44,10 @@ NODE_LINKS = {"lo", "phys1", "phys1p"}
 
 @pytest.fixture
 def node(node_netns: str) -> str:
-    sh(node_netns, "link", "add", "phys1", "type", "veth", "peer", "name", "phys1p")
-    sh(node_netns, "addr", "add", "10.73.0.1/24", "dev", "phys1p")
-    sh(node_netns, "link", "set", "phys1", "up")
-    sh(node_netns, "link", "set", "phys1p", "up")
+    ip(node_netns, "link", "add", "phys1", "type", "veth", "peer", "name", "phys1p")
+    ip(node_netns, "addr", "add", "10.73.0.1/24", "dev", "phys1p")
+    ip(node_netns, "link", "set", "phys1", "up")
+    ip(node_netns, "link", "set", "phys1p", "up")
     return node_netns
 
 
@@ -136,16 +136,16 @@ def test_check_detects_drift(variant: str, node: str, container_netns: str,
     cni = host_device(variant, node, tmp_path)
     conf = {"type": "host-device", "device": "phys1", "ipam": ipam(tmp_path)}
     address = cni.add(conf, ctr)["ips"][0]["address"]
-    sh(ctr, "route", "del", "default")
+    ip(ctr, "route", "del", "default")
     with expect_error(999, "0.0.0.0/0", "missing"):
         cni.check(conf, ctr)
-    sh(ctr, "addr", "del", address, "dev", "eth0")
+    ip(ctr, "addr", "del", address, "dev", "eth0")
     with expect_error(999, address, "missing"):
         cni.check(conf, ctr)
-    sh(ctr, "link", "set", "eth0", "name", "other0")
+    ip(ctr, "link", "set", "eth0", "name", "other0")
     with expect_error(999, "eth0", "not found"):
         cni.check(conf, ctr)
-    sh(ctr, "link", "set", "other0", "name", "eth0")
+    ip(ctr, "link", "set", "other0", "name", "eth0")
     cni.delete(conf, ctr)
     back_on_node(node)
     assert reserved(tmp_path / "ipam") == []

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from corecni_contrib.host_local.store import Store
 
-from tests.integration._harness import exec_plugin, go_plugin, launcher_fixture
+from tests.integration._harness import exec_plugin, go_plugin
 
 GO, needs_go = go_plugin("host-local")
-ours = launcher_fixture("host-local")
+PLUGIN_TYPE = "host-local"  # the conftest fixture ours installs its launcher
 
 
 def conf(data_dir: Path, subnet: str = "10.88.0.0/24", name: str = "ipamnet",

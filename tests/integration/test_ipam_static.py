@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration._harness import exec_plugin, go_plugin, launcher_fixture
+from tests.integration._harness import exec_plugin, go_plugin
 
 GO, needs_go = go_plugin("static")
-ours = launcher_fixture("static")
+PLUGIN_TYPE = "static"  # the conftest fixture ours installs its launcher
 
 
 def call(binary: str, command: str, config: dict[str, Any],

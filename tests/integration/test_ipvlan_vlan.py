@@ -19,26 +19,27 @@ from typing import Any
 
 import pytest
 
-from corecni.testing import ip_json, ns_name, ping, session_prefix
-from tests.integration._harness import (
+from corecni.testing import (
     MODES,
+    addrs,
+    expect_error,
+    ip,
+    ip_json,
+    link_info,
+    link_names,
+    ns_name,
+    ping,
+    session_prefix,
+)
+from tests.integration._harness import (
     NODE_LINKS,
     WITH_GO_IPAM,
     NsFactory,
-    addrs,
     assert_one_address_result,
-    expect_error,
     host_local,
-    link_info,
-    link_names,
-    node,
     plugin_cni,
     reserved,
-    sh,
-    variant,
 )
-
-__all__ = ["node", "variant"]  # shared fixtures
 
 pytestmark = WITH_GO_IPAM
 
@@ -97,7 +98,7 @@ def test_ipvlan_l2_two_containers_talk(variant: str, node: str, netns_factory: N
                                   {"nameservers": ["10.72.0.53"]})
         cni.check(conf, ctr, cid=f"c{i}")
     assert ping(ctrs[0], results[1]["ips"][0]["address"].split("/")[0])
-    sh(ctrs[0], "route", "del", "default")
+    ip(ctrs[0], "route", "del", "default")
     with expect_error(999, "0.0.0.0/0", "missing"):
         cni.check(conf, ctrs[0], cid="c0")
     for i, ctr in enumerate(ctrs):
@@ -113,8 +114,8 @@ def test_ipvlan_modes_and_link_in_container(mode: str, node: str, container_netn
                                             tmp_path: Path) -> None:
     needs_kernel("ipvlan")
     ctr = container_netns
-    sh(ctr, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
-    sh(ctr, "link", "set", "up0", "up")
+    ip(ctr, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
+    ip(ctr, "link", "set", "up0", "up")
     cni = plugin_cni("ipvlan", "in-process", node, tmp_path)
     conf = base_conf("ipvlan", tmp_path, master="up0", mode=mode, linkInContainer=True)
     cni.add(conf, ctr)
@@ -130,9 +131,9 @@ def test_vlan_reaches_the_node_on_its_vlan(variant: str, node: str, container_ne
                                            tmp_path: Path) -> None:
     needs_kernel("vlan")
     ctr = container_netns
-    sh(node, "link", "add", "link", "phys0p", "name", "phys0p.5", "type", "vlan", "id", "5")
-    sh(node, "addr", "add", "10.72.0.1/24", "dev", "phys0p.5")
-    sh(node, "link", "set", "phys0p.5", "up")
+    ip(node, "link", "add", "link", "phys0p", "name", "phys0p.5", "type", "vlan", "id", "5")
+    ip(node, "addr", "add", "10.72.0.1/24", "dev", "phys0p.5")
+    ip(node, "link", "set", "phys0p.5", "up")
     cni = plugin_cni("vlan", variant, node, tmp_path)
     conf = base_conf("vlan", tmp_path, mtu=1400)
     result = cni.add(conf, ctr)
@@ -144,7 +145,7 @@ def test_vlan_reaches_the_node_on_its_vlan(variant: str, node: str, container_ne
     assert result["interfaces"] == [{"name": "eth0", "mac": link["address"], "sandbox": ctr}]
     assert ping(ctr, "10.72.0.1")
     cni.check(conf, ctr)
-    sh(ctr, "link", "set", "eth0", "mtu", "1300")
+    ip(ctr, "link", "set", "eth0", "mtu", "1300")
     with expect_error(999, "MTU", "1400"):
         cni.check(conf, ctr)
     cni.delete(conf, ctr)
@@ -204,7 +205,7 @@ def test_del_is_idempotent_and_status_ok(variant: str, kind: str, node: str,
     cni.delete(conf, ctr)
     cni.delete(conf, "")
     # a container's own link under CNI_IFNAME is not ours: DEL leaves it
-    sh(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "xp0")
+    ip(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "xp0")
     cni.delete(conf, ctr)
     assert link_names(ctr) == {"lo", "eth0", "xp0"}
     subprocess.run(["ip", "netns", "del", ns_name(ctr)], check=True)

@@ -17,11 +17,9 @@ from corecni.plugin import Attachment, Request, load_plugin
 from corecni.runtime import CNIRuntime
 from corecni.spec.config import NetworkConfigList, PluginConfig, RuntimeConf
 from corecni.spec.errors import CNIError
-from corecni.testing import ip_json, ns_name
+from corecni.testing import ip, ip_json, ns_name, unchanged
 from tests.integration import _harness
-from tests.integration._harness import NsFactory, net_backend, sh, unchanged
-
-__all__ = ["net_backend"]  # the shared fixture
+from tests.integration._harness import NsFactory
 
 pytestmark = pytest.mark.root
 
@@ -71,9 +69,9 @@ def test_lifecycle(mode: str, net_backend: str, netns_factory: NsFactory, tmp_pa
 
     rt.del_network_list(net(), rtc)
     assert not lo_up(ctr)  # Go sets lo down again
-    sh(ctr, "link", "set", "lo", "up")
+    ip(ctr, "link", "set", "lo", "up")
     rt.add_network_list(net(), rtc)
-    sh(ctr, "link", "set", "lo", "down")
+    ip(ctr, "link", "set", "lo", "down")
     with pytest.raises(CNIError, match="loopback interface is down"):
         rt.check_network_list(net(), rtc)
 
@@ -112,7 +110,7 @@ def test_chained_prev_result_passes_through(container_netns: str) -> None:
 
 
 def test_refuses_non_loopback_address(container_netns: str, tmp_path: Path) -> None:
-    sh(container_netns, "addr", "add", "10.9.9.9/32", "dev", "lo")
+    ip(container_netns, "addr", "add", "10.9.9.9/32", "dev", "lo")
     with pytest.raises(CNIError, match="non-loopback address"):
         runtime("in-process", tmp_path).add_network_list(
             net(), RuntimeConf("c0", "eth0", container_netns))

@@ -22,33 +22,32 @@ from typing import Any
 
 import pytest
 
-from corecni.testing import ip_json, ns_name, ping
-from tests.integration._harness import (
+from corecni.testing import (
     GO_PLUGINS,
     MODES,
+    PluginCni,
+    addrs,
+    expect_error,
+    ip,
+    ip_json,
+    link_info,
+    link_names,
+    ns_name,
+    ping,
+)
+from tests.integration._harness import (
     NODE_LINKS,
     WITH_GO_IPAM,
     NsFactory,
-    PluginCni,
-    addrs,
     assert_late_failures_leave_nothing,
     assert_one_address_result,
-    expect_error,
     host_local,
     install_launcher,
-    link_info,
-    link_names,
-    node,
     plugin_cni,
     reserved,
-    sh,
-    thread_netns_unchanged,
-    variant,
 )
 
-__all__ = ["node", "thread_netns_unchanged", "variant"]  # shared fixtures
-
-pytestmark = WITH_GO_IPAM
+pytestmark = [*WITH_GO_IPAM, pytest.mark.usefixtures("root_netns_guard")]
 
 
 SUBNET = "10.72.0.0/24"  # host-local's, on the node's "LAN" behind phys0
@@ -112,7 +111,7 @@ def test_l2_only_with_mac_from_capability_and_args(variant: str, node: str,
 
 def test_default_master_is_the_default_route_link(node: str, container_netns: str,
                                                   tmp_path: Path) -> None:
-    sh(node, "route", "add", "default", "dev", "phys0")
+    ip(node, "route", "add", "default", "dev", "phys0")
     cni = macvlan("in-process", node, tmp_path)
     conf = {"type": "macvlan", "mode": "vepa", "ipam": host_local(tmp_path, SUBNET)}
     cni.add(conf, container_netns)
@@ -128,8 +127,8 @@ def test_link_in_container(variant: str, node: str, container_netns: str,
                            tmp_path: Path) -> None:
     """``linkInContainer``: the master is a device of the container itself."""
     ctr = container_netns
-    sh(ctr, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
-    sh(ctr, "link", "set", "up0", "up")
+    ip(ctr, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
+    ip(ctr, "link", "set", "up0", "up")
     cni = macvlan(variant, node, tmp_path)
     conf = {"type": "macvlan", "master": "up0", "linkInContainer": True,
             "ipam": host_local(tmp_path, SUBNET)}
@@ -181,19 +180,19 @@ def test_check_detects_drift(variant: str, node: str, container_netns: str,
     result = cni.add(conf, ctr)
     address = result["ips"][0]["address"]
     cni.check(conf, ctr)
-    sh(ctr, "route", "del", "default")
+    ip(ctr, "route", "del", "default")
     with expect_error(999, "0.0.0.0/0", "missing"):
         cni.check(conf, ctr)
-    sh(ctr, "route", "add", "default", "via", "10.72.0.1", "dev", "eth0")
+    ip(ctr, "route", "add", "default", "via", "10.72.0.1", "dev", "eth0")
     cni.check(conf, ctr)
-    sh(ctr, "addr", "del", address, "dev", "eth0")
+    ip(ctr, "addr", "del", address, "dev", "eth0")
     with expect_error(999, address, "missing"):
         cni.check(conf, ctr)
-    sh(ctr, "link", "del", "eth0")
-    sh(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+    ip(ctr, "link", "del", "eth0")
+    ip(ctr, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
     with expect_error(999, "eth0", "not of type macvlan"):
         cni.check(conf, ctr)
-    sh(ctr, "link", "del", "eth0")
+    ip(ctr, "link", "del", "eth0")
     with expect_error(999, "eth0", "not found"):
         cni.check(conf, ctr)
     cni.delete(conf, ctr)
@@ -210,12 +209,12 @@ def test_check_detects_mode_drift(variant: str, node: str, container_netns: str,
             "ipam": host_local(tmp_path, SUBNET)}
     cni.add(conf, ctr)
     cni.check(conf, ctr)
-    sh(ctr, "link", "set", "eth0", "type", "macvlan", "mode", "private")
+    ip(ctr, "link", "set", "eth0", "type", "macvlan", "mode", "private")
     assert link_info(ctr, "eth0")["linkinfo"]["info_data"]["mode"] == "private"
     with expect_error(999, "eth0", "mode", "'bridge'", "'private'"):
         cni.check(conf, ctr)
     cni.check(conf | {"mode": "private"}, ctr)  # the config that matches the kernel passes
-    sh(ctr, "link", "set", "eth0", "type", "macvlan", "mode", "bridge")
+    ip(ctr, "link", "set", "eth0", "type", "macvlan", "mode", "bridge")
     cni.check(conf, ctr)
     cni.delete(conf, ctr)
     assert reserved(tmp_path / "ipam") == []

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from corecni import launcher, netns
+from corecni import netns
 from corecni.net import available_backends
-from corecni.testing import ip_json
+from corecni.testing import install_launchers, ip_json
 
 DUMP = """
 import atexit, json, sys
@@ -34,9 +34,7 @@ def test_bridge_add_on_native_backend_imports_no_pyroute2(netns_factory: Any,
                                                          tmp_path: Path) -> None:
     node, ctr = netns_factory("node"), netns_factory("ctr")
     bindir = tmp_path / "bin"
-    launcher.install(str(bindir), [
-        launcher.LauncherSpec("bridge", "corecni_contrib.bridge"),
-        launcher.LauncherSpec("host-local", "corecni_contrib.host_local.plugin")])
+    install_launchers(bindir, ["bridge", "host-local"])
     conf = {"cniVersion": "1.1.0", "name": "imp", "type": "bridge", "bridge": "cni-imp0",
             "isGateway": True, "ipam": {"type": "host-local", "subnet": "10.93.0.0/24",
                                         "dataDir": str(tmp_path / "ipam")}}

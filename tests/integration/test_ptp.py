@@ -20,37 +20,35 @@ from corecni import netns
 from corecni.plugin import Attachment
 from corecni.spec.config import NetworkConfigList
 from corecni.spec.errors import CNIError
-from corecni.testing import ns_name, ping
-from tests.integration import _harness
-from tests.integration._harness import (
-    Cni,
-    NsFactory,
+from corecni.testing import (
+    NodeCni,
     addrs,
-    check_error,
     conflist,
     eventually,
-    host_local,
-    ips_of,
+    ip,
     link_info,
     link_names,
-    masq_chains,
-    net_backend,
-    node_cni_fixtures,
-    root_namespace_untouched,
+    ns_name,
+    ping,
     routes,
-    sh,
+)
+from tests.integration import _harness
+from tests.integration._harness import (
+    NsFactory,
+    check_error,
+    host_local,
+    ips_of,
+    masq_chains,
     with_host_local,
 )
 
-__all__ = ["net_backend", "root_namespace_untouched"]  # shared fixtures
-
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
 
 
 # --- harness (the shared one in _harness, set up for ptp) -------------------------------
 # in-process: ptp and host-local; anything else (Go's static) is exec'd from CNI_PATH
 
-cni, bare_cni = node_cni_fixtures("ptp")
+PLUGIN_TYPE = "ptp"  # for the conftest fixtures cni, bare_cni
 
 
 def conf(tmp: Path, name: str = "ptpnet", **plugin: Any) -> dict[str, Any]:
@@ -69,7 +67,7 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
                                    tmp_path: Path) -> None:
     node = netns_factory("node")
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
-    cni = Cni(with_host_local("ptp", mode, tmp_path), node)
+    cni = NodeCni(with_host_local("ptp", mode, tmp_path), node)
     cfg = conf(tmp_path, dns={"nameservers": ["10.92.0.53"]})
     results = [cni.add(cfg, ctr, f"c{i}") for i, ctr in enumerate(ctrs)]
 
@@ -113,7 +111,7 @@ def test_dual_stack_two_containers(mode: str, net_backend: str, netns_factory: N
     assert masq_chains(node) == [] and leases(tmp_path) == []
 
 
-def test_del_without_add_and_after_netns_gone(cni: Cni, netns_factory: NsFactory,
+def test_del_without_add_and_after_netns_gone(cni: NodeCni, netns_factory: NsFactory,
                                               tmp_path: Path) -> None:
     cfg = conf(tmp_path)
     ctr = netns_factory("ctr")
@@ -126,7 +124,7 @@ def test_del_without_add_and_after_netns_gone(cni: Cni, netns_factory: NsFactory
     assert eventually(lambda: link_names(cni.node) == {"lo"})
 
 
-def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> None:
+def test_check_detects_drift(cni: NodeCni, container_netns: str, tmp_path: Path) -> None:
     cfg = conf(tmp_path)
     ctr = container_netns
     result = cni.add(cfg, ctr, "c0")
@@ -135,27 +133,27 @@ def test_check_detects_drift(cni: Cni, container_netns: str, tmp_path: Path) -> 
     def error() -> str:
         return check_error(cni, cfg, ctr, "c0")
 
-    sh(ctr, "-6", "addr", "del", result["ips"][1]["address"], "dev", "eth0")
+    ip(ctr, "-6", "addr", "del", result["ips"][1]["address"], "dev", "eth0")
     assert f"expected address {result['ips'][1]['address']} is missing" in error()
-    sh(ctr, "-6", "addr", "add", result["ips"][1]["address"], "dev", "eth0", "nodad")
-    sh(ctr, "-6", "route", "replace", "default", "via", "fd92::1")
+    ip(ctr, "-6", "addr", "add", result["ips"][1]["address"], "dev", "eth0", "nodad")
+    ip(ctr, "-6", "route", "replace", "default", "via", "fd92::1")
     cni.check(cfg, ctr, "c0")
 
-    sh(ctr, "route", "del", "default")
+    ip(ctr, "route", "del", "default")
     assert "expected route to 0.0.0.0/0 via 10.92.0.1 is missing" in error()
-    sh(ctr, "route", "add", "default", "via", "10.92.0.1")
+    ip(ctr, "route", "add", "default", "via", "10.92.0.1")
 
-    sh(cni.node, "link", "set", host, "name", "moved0")
+    ip(cni.node, "link", "set", host, "name", "moved0")
     assert f"host veth {host} from prevResult not found" in error()
-    sh(cni.node, "link", "set", "moved0", "name", host)
+    ip(cni.node, "link", "set", "moved0", "name", host)
     cni.check(cfg, ctr, "c0")
     cni.delete(cfg, ctr, "c0")
 
 
 # --- errors ---------------------------------------------------------------------------
 
-def test_ifname_taken_in_container(bare_cni: Cni, container_netns: str, tmp_path: Path) -> None:
-    sh(container_netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
+def test_ifname_taken_in_container(bare_cni: NodeCni, container_netns: str, tmp_path: Path) -> None:
+    ip(container_netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path), container_netns, "c0")
     assert err.value.code == 4 and "interface eth0 already exists" in err.value.msg
@@ -164,7 +162,7 @@ def test_ifname_taken_in_container(bare_cni: Cni, container_netns: str, tmp_path
     assert link_names(container_netns) == {"lo", "eth0", "eth0peer"}
 
 
-def test_ipam_without_gateway_leaves_nothing(bare_cni: Cni, container_netns: str,
+def test_ipam_without_gateway_leaves_nothing(bare_cni: NodeCni, container_netns: str,
                                              tmp_path: Path) -> None:
     """Go's static IPAM (exec'd from CNI_PATH by the in-process ptp) gives no gateway."""
     cfg = conf(tmp_path, ipam={"type": "static", "addresses": [{"address": "10.93.0.5/24"}]})
@@ -182,7 +180,7 @@ def test_ipam_without_gateway_leaves_nothing(bare_cni: Cni, container_netns: str
     ({"ipam": {}}, "missing ipam.type"),
     ({"dns": {"nameservers": "1.1.1.1"}}, "invalid 'dns'"),
 ])
-def test_bad_config_is_code_7(extra: dict[str, Any], message: str, bare_cni: Cni,
+def test_bad_config_is_code_7(extra: dict[str, Any], message: str, bare_cni: NodeCni,
                               container_netns: str, tmp_path: Path) -> None:
     with pytest.raises(CNIError) as err:
         bare_cni.add(conf(tmp_path, **extra), container_netns, "c0")
@@ -190,7 +188,7 @@ def test_bad_config_is_code_7(extra: dict[str, Any], message: str, bare_cni: Cni
     assert link_names(bare_cni.node) == {"lo"} and leases(tmp_path) == []
 
 
-def test_status_and_gc(cni: Cni, netns_factory: NsFactory, tmp_path: Path) -> None:
+def test_status_and_gc(cni: NodeCni, netns_factory: NsFactory, tmp_path: Path) -> None:
     """STATUS asks IPAM (as Go's ptp does); GC reaches IPAM and the masquerade chains."""
     cfg = conf(tmp_path, ipMasqBackend="nftables")  # GC collects the nftables layout
     cfg["cniVersion"] = "1.1.0"
@@ -198,7 +196,8 @@ def test_status_and_gc(cni: Cni, netns_factory: NsFactory, tmp_path: Path) -> No
     cni.runtime.get_status_network_list(net)
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     cni.add(cfg, ctrs[0], "c0")
-    Cni(with_host_local("ptp", "in-process", tmp_path / "other"), cni.node).add(cfg, ctrs[1], "c1")
+    other = NodeCni(with_host_local("ptp", "in-process", tmp_path / "other"), cni.node)
+    other.add(cfg, ctrs[1], "c1")
     assert len(masq_chains(cni.node)) == 2 and len(leases(tmp_path)) == 4
     with netns.entered(cni.node):
         cni.runtime.gc_network_list(net, [Attachment("c0", "eth0")])

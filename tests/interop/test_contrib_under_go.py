@@ -15,19 +15,15 @@ from typing import Any
 
 import pytest
 
-from corecni import launcher
-from corecni.testing import ip_json, ns_name, ping
+from corecni.testing import install_launchers, ip_json, ns_name, ping
 
 pytestmark = [pytest.mark.interop]
 
-OURS = {"bridge": "corecni_contrib.bridge", "host-local": "corecni_contrib.host_local.plugin",
-        "ptp": "corecni_contrib.ptp", "loopback": "corecni_contrib.loopback",
-        "macvlan": "corecni_contrib.macvlan", "static": "corecni_contrib.static",
-        "host-device": "corecni_contrib.host_device"}
 
 
 def install(bindir: Path, types: list[str]) -> str:
-    launcher.install(str(bindir), [launcher.LauncherSpec(t, OURS[t]) for t in types])
+    """Launchers of the installed contrib plugins of ``types`` in ``bindir``; its path."""
+    install_launchers(bindir, types)
     return str(bindir)
 
 
