@@ -171,6 +171,16 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_new_plugin(ns: argparse.Namespace) -> int:
+    """Generate a pip distribution for a new plugin (``corecni.scaffold``)."""
+    from corecni.scaffold import generate
+
+    root = generate(ns.name, ns.family, ns.dir)
+    print(f"{root}: {ns.family} plugin {ns.name!r}; next: pip install -e '{root}[test]' "
+          f"&& pytest {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corecni", description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=_env("CNI_CACHE_DIR", "/var/lib/cni"))
@@ -211,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("demo", help="attach a throwaway container netns and prove it works")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "new-plugin", help="generate a pip distribution for a new plugin, tests included",
+        description="Write NAME/ (in --dir): pyproject.toml with the corecni.plugins entry "
+        "point NAME, a working plugin of the family written against corecni.kit, a README, "
+        "and unit + integration tests (corecni.testing) that pass as generated.",
+        epilog="example: corecni new-plugin my-alias --family meta --dir ~/src",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="the CNI type (also the distribution's name)")
+    p.add_argument("--family", required=True, choices=("interface", "ipam", "meta"))
+    p.add_argument("--dir", default=".", help="where to create NAME/ (default: .)")
+    p.set_defaults(func=cmd_new_plugin)
     return parser
 
 

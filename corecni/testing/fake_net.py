@@ -9,7 +9,8 @@ through ``request.net``, so a test that forgets it fails instead of touching
 the kernel.
 
 Requests the fake does not model (qdiscs, rules...) are still logged, so a
-test can assert a plugin asked for them; ``apply`` models links, addresses and
+test can assert a plugin asked for them; ``apply`` models links (a veth pair is
+created in two namespaces and deleted together), addresses and
 routes, which is what CHECK and DEL read back.
 """
 
@@ -166,12 +167,39 @@ class FakeBackend:
                     created.append(made)
             except NetError:
                 for where, name in reversed(created):  # the contract: created links go again
-                    self.ns(where).pop(name, None)
+                    self.drop(where, name)
                 raise
+
+    def drop(self, netns: str | None, name: str) -> Link | None:
+        """Remove a link; a veth takes its peer with it, wherever the peer is (the kernel's
+        rule, which DEL of a veth plugin relies on)."""
+        link = self.ns(netns).pop(name, None)
+        if link is not None and link.kind == "veth" and link.peer_index is not None:
+            for links in self.state.values():
+                for peer in [p for p in links.values() if p.index == link.peer_index
+                             and p.kind == "veth" and p.peer_index == link.index]:
+                    del links[peer.name]
+        return link
 
     def apply(self, netns: str | None, op: str, args: tuple[Any, ...],
               kw: dict[str, Any]) -> tuple[str | None, str] | None:
         here = self.ns(netns)
+        if op == "add_veth":
+            name, peer = args[0], args[1]
+            target = kw.get("peer_netns", netns)
+            if name in here or peer in self.ns(target):
+                raise NetError(errno.EEXIST, op, name if name in here else peer)
+            index, peer_index = self.next_index + 1, self.next_index + 2
+            self.next_index += 2
+            mtu = kw.get("mtu", 1500)
+            here[name] = Link(index=index, name=name, kind="veth", mtu=mtu, up=False,
+                              mac=kw.get("mac") or f"02:00:00:00:01:{index:02x}",
+                              peer_index=peer_index)
+            self.ns(target)[peer] = Link(index=peer_index, name=peer, kind="veth", mtu=mtu,
+                                         up=False, peer_index=index,
+                                         mac=kw.get("peer_mac") or
+                                         f"02:00:00:00:01:{peer_index:02x}")
+            return netns, name
         if op in ("add_macvlan", "add_ipvlan", "add_vlan"):
             name, master = args[0], args[1]
             if master not in here:
@@ -203,7 +231,7 @@ class FakeBackend:
                 target[link.name] = _changed(link, {"up": False})
             return None
         if op == "del_link":
-            if here.pop(args[0], None) is None and not kw.get("missing_ok"):
+            if self.drop(netns, args[0]) is None and not kw.get("missing_ok"):
                 raise NetError(errno.ENODEV, op, args[0])
             return None
         if op in ("add_address", "add_route"):
