@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c n
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q -e ./contrib
+	$(PY) -m pip install -q -e "./contrib[metrics]"
 	touch $@
 
 venv: $(STAMP)
