@@ -47,39 +47,39 @@ def main() -> None:
     names = [f"embed-{tag}-{role}" for role in ("node", "pod1", "pod2")]
     try:
         node, pod1_ns, pod2_ns = (make_netns(n) for n in names)
-        with netns.entered(node):  # node-side work (the bridge) happens in "node"
-            # --- the sync API ----------------------------------------------------
-            with PodNetworkManager([str(confdir)], cache_dir=str(work / "cache")) as cni:
-                cni.status()  # raises NotInitializedError until a usable config exists
-                pod1 = PodSandbox(id=f"pod1{tag}", netns=pod1_ns, name="web",
-                                  namespace="default", uid="uid-1",
-                                  networks=(PodNetwork(options=NetworkOptions()
-                                                       .with_labels({"app": "web"})),))
-                result = cni.setup(pod1)
-                eth0 = result.interfaces["eth0"]
-                print(f"pod1 eth0 {eth0.mac} {[ip.address for ip in eth0.ips]}")
-                cni.check(pod1)
+        # node-side work (the bridge) happens in "node"; first the sync API
+        with netns.entered(node), \
+                PodNetworkManager([str(confdir)], cache_dir=str(work / "cache")) as cni:
+            cni.status()  # raises NotInitializedError until a usable config exists
+            pod1 = PodSandbox(id=f"pod1{tag}", netns=pod1_ns, name="web",
+                              namespace="default", uid="uid-1",
+                              networks=(PodNetwork(options=NetworkOptions()
+                                                   .with_labels({"app": "web"})),))
+            result = cni.setup(pod1)
+            eth0 = result.interfaces["eth0"]
+            print(f"pod1 eth0 {eth0.mac} {[ip.address for ip in eth0.ips]}")
+            cni.check(pod1)
 
-                # --- the asyncio API: never blocks the event loop -------------------
-                async def second_pod() -> str:
-                    async with AsyncPodNetworkManager([str(confdir)],
-                                                      cache_dir=str(work / "cache")) as acni:
-                        pod2 = PodSandbox(id=f"pod2{tag}", netns=pod2_ns, name="db",
-                                          namespace="default", uid="uid-2")
-                        res = await acni.setup(pod2)
-                        address = res.interfaces["eth0"].ips[0].address
-                        print(f"pod2 eth0 {address}")
-                        ok = subprocess.run(["ip", "netns", "exec", names[1], "ping", "-c1",
-                                             "-W2", address.split("/")[0]],
-                                            capture_output=True).returncode == 0
-                        print(f"pod1 -> pod2 ping: {'ok' if ok else 'FAILED'}")
-                        await acni.teardown(pod2)
-                        return "ok" if ok else "failed"
+            # --- the asyncio API: never blocks the event loop -------------------
+            async def second_pod() -> str:
+                async with AsyncPodNetworkManager([str(confdir)],
+                                                  cache_dir=str(work / "cache")) as acni:
+                    pod2 = PodSandbox(id=f"pod2{tag}", netns=pod2_ns, name="db",
+                                      namespace="default", uid="uid-2")
+                    res = await acni.setup(pod2)
+                    address = res.interfaces["eth0"].ips[0].address
+                    print(f"pod2 eth0 {address}")
+                    ok = subprocess.run(["ip", "netns", "exec", names[1], "ping", "-c1",
+                                         "-W2", address.split("/")[0]],
+                                        capture_output=True).returncode == 0
+                    print(f"pod1 -> pod2 ping: {'ok' if ok else 'FAILED'}")
+                    await acni.teardown(pod2)
+                    return "ok" if ok else "failed"
 
-                outcome = asyncio.run(second_pod())
-                cni.teardown(pod1)
-                leftover = cni.cached_attachments()
-                print(f"cached attachments after teardown: {len(leftover)}")
+            outcome = asyncio.run(second_pod())
+            cni.teardown(pod1)
+            leftover = cni.cached_attachments()
+            print(f"cached attachments after teardown: {len(leftover)}")
         if outcome != "ok" or leftover:
             raise SystemExit(1)
     finally:

@@ -365,9 +365,8 @@ def test_asyncio_setups_never_block_the_loop(tmp_path: Path, node: str,
 
 def test_metrics_observer_exports_kubelet_style_series(tmp_path: Path, node: str,
                                                        netns_factory: NsFactory) -> None:
-    from prometheus_client import CollectorRegistry
-
     from corecni_contrib.metrics import ManagerMetrics
+    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
     write(tmp_path / "net.d", "10-podnet.conflist", bridge_conf(tmp_path))
