@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 
 from bench import exec_startup
+from bench.manager import __main__ as manager
 from bench.netlink import __main__ as netlink
 
 
 def main() -> int:
     status = 0
-    for name, entry in (("exec start-up", exec_startup.main), ("netlink", netlink.main)):
+    for name, entry in (("exec start-up", exec_startup.main), ("netlink", netlink.main),
+                        ("pod network manager", manager.main)):
         print(f"\n===== {name} =====", flush=True)
         status |= entry([])
     return status
