@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev \
-	iproute2 iptables nftables iputils-ping gcc libc6-dev python3-venv python3-dev valgrind
+	iproute2 iptables nftables iputils-ping gcc libc6-dev python3-venv python3-dev valgrind \
+	etcd-server
 STAMP  := $(VENV)/.installed
 
 .PHONY: all demo test lint typecheck unit integration interop bench deps venv clean
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c n
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q -e "./contrib[metrics]"
+	$(PY) -m pip install -q -e "./contrib[metrics,etcd]"
 	touch $@
 
 venv: $(STAMP)
