@@ -130,7 +130,11 @@ def cmd_install(ns: argparse.Namespace) -> int:
              for ep in _entry_points(PLUGIN_GROUP)]
     if not specs:
         print("no Python plugins found (entry-point group corecni.plugins)", file=sys.stderr)
-    for plugin_type, outcome in launcher.install(ns.dir, specs, force=ns.force):
+    shim = None if ns.no_shim else launcher.shim_binary()
+    if shim is None and not ns.no_shim:
+        print("corecni's exec shim is not built: installing Python launchers only",
+              file=sys.stderr)
+    for plugin_type, outcome in launcher.install(ns.dir, specs, force=ns.force, shim=shim):
         print(f"{plugin_type}: {outcome}")
     return 0
 
@@ -163,6 +167,12 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
           f"({sum(r.kind == 'python' for r in refs)} in-process, "
           f"{sum(r.kind == 'exec' for r in refs)} exec); `corecni plugins` lists them")
     return 0
+
+
+def cmd_daemon(ns: argparse.Namespace) -> int:
+    from corecni import daemon
+
+    return daemon.main(ns.socket, ns.timeout, ns.max_calls, ns.status)
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
@@ -216,7 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=DEFAULT_CNI_PATH)
     p.add_argument("--force", action="store_true",
                    help="overwrite files that corecni did not write")
+    p.add_argument("--no-shim", action="store_true",
+                   help="write Python launchers only, not the native shim + launcher")
     p.set_defaults(func=cmd_install)
+    p = sub.add_parser("daemon", help="serve the native shim's calls (foreground; --timeout "
+                       "is the per-call timeout)")
+    p.add_argument("--socket", default=None,
+                   help="unix socket (default $CORECNI_DAEMON_SOCKET or /run/corecni/daemon.sock)")
+    p.add_argument("--max-calls", type=int, default=64, help="calls served at once")
+    p.add_argument("--status", action="store_true",
+                   help="print the running daemon's health JSON (exit 1 if not ready)")
+    p.set_defaults(func=cmd_daemon)
     p = sub.add_parser("doctor", help="show backends, native module, paths and plugins")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("demo", help="attach a throwaway container netns and prove it works")

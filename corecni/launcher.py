@@ -7,10 +7,19 @@ containerd). Its second line is a marker naming the plugin's import target, so
   scan costs tens of milliseconds on every exec), and
 * corecni, finding a launcher on CNI_PATH, calls the plugin in-process instead
   of spawning a second interpreter.
+
+With the native shim (``install(..., shim=path)``, the default of ``corecni
+install``), ``D/<type>`` is the small C program that forwards the call to
+``corecni daemon`` and the launcher moves to ``D/.corecni/<type>``, where the
+shim falls back to it when no daemon answers. One shim binary serves every
+type (hard links of ``D/.corecni/corecni-shim``); it carries ``SHIM_MARKER``, so
+``read_marker`` recognises it and follows it to its launcher: foreign files
+are still never overwritten, and corecni still runs the plugin in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +30,12 @@ import attrs
 
 MARKER = "# corecni-launcher: "
 _HEAD = 1024
+#: bytes inside the shim binary (native/shim/shim.c) that identify it as corecni's
+SHIM_MARKER = b"corecni-shim-marker:v1"
+SHIM_NAME = "corecni-shim"
+#: the hidden directory beside the shims that holds their launchers and the shim itself
+LAUNCHER_DIR = ".corecni"
+_SHIM_MAX = 1 << 20  # the static shim is ~700 KB; a Go plugin is 2+ MB: never read one
 
 
 @attrs.frozen
@@ -93,8 +108,7 @@ def render(spec: LauncherSpec, python: str | None = None) -> str:
     ])
 
 
-def read_marker(path: str) -> LauncherSpec | None:
-    """The launcher spec in ``path``, or None if it is not a corecni launcher."""
+def _read_launcher(path: str) -> LauncherSpec | None:
     try:
         with open(path, "rb") as fh:
             head = fh.read(_HEAD)
@@ -112,25 +126,101 @@ def read_marker(path: str) -> LauncherSpec | None:
         return None
 
 
-def install(directory: str, specs: Sequence[LauncherSpec], *, force: bool = False,
-            python: str | None = None) -> list[tuple[str, str]]:
-    """Write one launcher per spec; return (type, what happened) pairs.
+def is_shim(path: str) -> bool:
+    """True when ``path`` is corecni's native shim (an ELF file carrying ``SHIM_MARKER``)."""
+    try:
+        if os.path.getsize(path) > _SHIM_MAX:
+            return False
+        with open(path, "rb") as fh:
+            data = fh.read(_SHIM_MAX)
+    except OSError:
+        return False
+    return data.startswith(b"\x7fELF") and SHIM_MARKER in data
 
-    A file that exists and is not a corecni launcher is left alone unless
-    ``force``: it is probably another implementation of that plugin type.
+
+def launcher_path(directory: str, plugin_type: str) -> str:
+    """Where the launcher behind the shim ``directory/plugin_type`` lives."""
+    return os.path.join(directory, LAUNCHER_DIR, plugin_type)
+
+
+def read_marker(path: str) -> LauncherSpec | None:
+    """The launcher spec in ``path``, or None if it is not a corecni launcher.
+
+    A shim is followed to its launcher (``launcher_path``); a shim without one
+    is still corecni's (``is_corecni``) but names no plugin.
+    """
+    spec = _read_launcher(path)
+    if spec is None and is_shim(path):
+        spec = _read_launcher(launcher_path(os.path.dirname(path), os.path.basename(path)))
+    return spec
+
+
+def is_corecni(path: str) -> bool:
+    """Written by ``corecni install`` (a launcher or a shim): safe to replace."""
+    return _read_launcher(path) is not None or is_shim(path)
+
+
+def shim_binary() -> str | None:
+    """The shim built with this package (``corecni/corecni-shim``), if it was built."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), SHIM_NAME)
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) and is_shim(path) \
+        else None
+
+
+def _write_launcher(dest: str, spec: LauncherSpec, python: str | None) -> None:
+    tmp = f"{dest}.corecni-tmp"
+    with open(tmp, "w") as fh:
+        fh.write(render(spec, python))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)  # atomic: a runtime exec'ing it sees old or new, never half
+
+
+def _place_shim(master: str, dest: str) -> None:
+    """``dest`` becomes a hard link of ``master`` (a copy where links are refused)."""
+    import shutil
+
+    tmp = f"{dest}.corecni-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        os.link(master, tmp)
+    except OSError:
+        shutil.copyfile(master, tmp)
+        os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+
+
+def install(directory: str, specs: Sequence[LauncherSpec], *, force: bool = False,
+            python: str | None = None, shim: str | None = None) -> list[tuple[str, str]]:
+    """Write one launcher per spec (or, with ``shim``, the shim and its launcher);
+    return (type, what happened) pairs.
+
+    A file that exists and is not corecni's is left alone unless ``force``: it is
+    probably another implementation of that plugin type.
     """
     os.makedirs(directory, exist_ok=True)
+    master = ""
+    if shim is not None:
+        os.makedirs(os.path.join(directory, LAUNCHER_DIR), mode=0o755, exist_ok=True)
+        master = os.path.join(directory, LAUNCHER_DIR, SHIM_NAME)
+        if not (os.path.exists(master) and os.path.samefile(shim, master)):
+            import shutil
+
+            shutil.copyfile(shim, f"{master}.corecni-tmp")
+            os.chmod(f"{master}.corecni-tmp", 0o755)
+            os.replace(f"{master}.corecni-tmp", master)
     outcome = []
     for spec in specs:
         dest = os.path.join(directory, spec.type)
         existing = os.path.lexists(dest)
-        if existing and read_marker(dest) is None and not force:
+        if existing and not is_corecni(dest) and not force:
             outcome.append((spec.type, "skipped: not written by corecni (use --force)"))
             continue
-        tmp = f"{dest}.corecni-tmp"
-        with open(tmp, "w") as fh:
-            fh.write(render(spec, python))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, dest)  # atomic: a runtime exec'ing it sees old or new, never half
-        outcome.append((spec.type, "updated" if existing else "installed"))
+        if master:
+            _write_launcher(launcher_path(directory, spec.type), spec, python)
+            _place_shim(master, dest)
+        else:
+            _write_launcher(dest, spec, python)
+        what = "updated" if existing else "installed"
+        outcome.append((spec.type, f"{what} (shim)" if master else what))
     return outcome

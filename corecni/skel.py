@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import attrs
 
-from corecni.plugin import as_cni_error, load_plugin
+from corecni.plugin import LoadedPlugin, as_cni_error, load_plugin
 from corecni.request import COMMANDS, Request, read_env
 from corecni.spec.config import (
     PluginConfig,
@@ -78,16 +78,29 @@ def _config_version(stdin: bytes) -> str:
     return version if isinstance(version, str) and version else CURRENT
 
 
-def run(plugin_type: str, target: str | object, observers: Sequence[str | object] = (), *,
-        environ: Mapping[str, str] | None = None, stdin: IO[bytes] | None = None,
-        stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
-    """Serve one CNI call for the plugin at ``target``; return the exit status."""
-    env = os.environ if environ is None else environ
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+@attrs.frozen
+class Reply:
+    """What one served call gives back: exit status, the stdout text (result or error
+    JSON, newline-terminated, or empty) and the error when there was one."""
+
+    status: int
+    stdout: str
+    error: CNIError | None = None
+
+
+def serve(plugin_type: str, load: Callable[[], LoadedPlugin], env: Mapping[str, str],
+          read_stdin: Callable[[], bytes], err: IO[str],
+          observers: Sequence[str | object] = ()) -> Reply:
+    """Serve one CNI call: the plugin side's one run path, shared by ``run`` (an exec'd
+    launcher) and ``corecni daemon`` (a call forwarded by the native shim).
+
+    Builds the Request from ``env`` (the CNI_* table) and the config ``read_stdin``
+    returns, runs it through ``LoadedPlugin.run``, and is the one place where an
+    exception becomes error JSON. Nothing is written to stdout here: the caller
+    decides where the text goes (and guards ``sys.stdout`` if it must).
+    """
     data = b""
     command = env.get("CNI_COMMAND", "")
-    real_stdout = sys.stdout
     try:
         if not command:
             print(f"CNI plugin {plugin_type} (corecni); CNI_COMMAND selects what to do",
@@ -97,31 +110,39 @@ def run(plugin_type: str, target: str | object, observers: Sequence[str | object
         if command not in COMMANDS:
             raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
         if command == "VERSION":
-            info = load_plugin(plugin_type, target, observers).version_info()
-            out.write(json.dumps(info.to_dict()) + "\n")
-            return 0
+            return Reply(0, json.dumps(load().version_info().to_dict()) + "\n")
         values = read_env(command, env)
-        data = (stdin or sys.stdin.buffer).read()
+        data = read_stdin()
         request = build_request(command, values, data)
-        plugin = load_plugin(plugin_type, target, observers)
-        sys.stdout = err  # a stray print() in a hook must not corrupt the protocol
-        try:
-            result = plugin.run(attrs.evolve(request, delegate=_LazyDelegate(tuple(observers))))
-        finally:
-            sys.stdout = real_stdout
-        if result is not None:
-            out.write(json.dumps(result.to_dict()) + "\n")
-        return 0
+        plugin = load()
+        result = plugin.run(attrs.evolve(request, delegate=_LazyDelegate(tuple(observers))))
+        return Reply(0, json.dumps(result.to_dict()) + "\n" if result is not None else "")
     except BaseException as exc:
-        sys.stdout = real_stdout
         error = as_cni_error(exc) if isinstance(exc, Exception) else \
             CNIError(ErrorCode.INTERNAL, f"plugin interrupted: {type(exc).__name__}")
         if os.environ.get("CORECNI_DEBUG") and not isinstance(exc, CNIError):
             import traceback
 
             traceback.print_exception(exc, file=err)
-        out.write(json.dumps(error.to_dict(_config_version(data) if data else CURRENT)) + "\n")
         print(f"{plugin_type}: {error}", file=err)
-        return 1
+        version = _config_version(data) if data else CURRENT
+        return Reply(1, json.dumps(error.to_dict(version)) + "\n", error)
+
+
+def run(plugin_type: str, target: str | object, observers: Sequence[str | object] = (), *,
+        environ: Mapping[str, str] | None = None, stdin: IO[bytes] | None = None,
+        stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    """Serve one CNI call for the plugin at ``target``; return the exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    real_stdout = sys.stdout
+    sys.stdout = err  # a stray print() in a hook must not corrupt the protocol
+    try:
+        reply = serve(plugin_type, lambda: load_plugin(plugin_type, target, observers),
+                      os.environ if environ is None else environ,
+                      lambda: (stdin or sys.stdin.buffer).read(), err, observers)
     finally:
-        out.flush()
+        sys.stdout = real_stdout
+    out.write(reply.stdout)
+    out.flush()
+    return reply.status

@@ -1,7 +1,9 @@
 """corecni-contrib plugins exec'd by Go's libcni, alone and mixed with Go plugins.
 
-Launchers are installed exactly as ``corecni install`` does; Go's libcni finds
-them on CNI_PATH like any plugin binary. Kernel state is checked after ADD and
+Plugins are installed exactly as ``corecni install`` does, once as Python
+launchers and once as the native shim served by a running ``corecni daemon``
+(the ``install`` fixture); Go's libcni finds them on CNI_PATH like any plugin
+binary. Kernel state is checked after ADD and
 after DEL, and pings prove connectivity.
 """
 
@@ -10,21 +12,50 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corecni.testing import install_launchers, ip_json, ns_name, ping
+from corecni import daemon_wire as wire
+from corecni import launcher
+from corecni.testing import install_launchers, ip_json, ns_name, ping, plugin_target
+from tests._daemon import running_daemon
 
 pytestmark = [pytest.mark.interop]
 
 
 
-def install(bindir: Path, types: list[str]) -> str:
-    """Launchers of the installed contrib plugins of ``types`` in ``bindir``; its path."""
-    install_launchers(bindir, types)
-    return str(bindir)
+Install = Callable[[Path, list[str]], str]
+
+
+@pytest.fixture(params=["launcher", "shim"])
+def install(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    """``install(bindir, types)`` -> CNI_PATH entry: launchers, or shims + a daemon."""
+    shim = launcher.shim_binary() if request.param == "shim" else None
+    if request.param == "shim" and shim is None:
+        pytest.fail("corecni's shim is not built (make venv builds it)")
+
+    def do(bindir: Path, types: list[str]) -> str:
+        if shim is None:
+            install_launchers(bindir, types)
+        else:
+            launcher.install(str(bindir),
+                             [launcher.LauncherSpec(t, plugin_target(t)) for t in types],
+                             shim=shim)
+        return str(bindir)
+
+    if shim is None:
+        yield do
+        return
+    with running_daemon(tmp_path / "daemon") as daemon:
+        monkeypatch.setenv(wire.SOCKET_ENV, daemon.socket)  # Go's invoke passes env on
+        yield do
+        calls = daemon.records()
+    assert calls, "no call reached the daemon: the shims fell back"
+    assert all(c["code"] == 0 for c in calls), calls
 
 
 def go(gocni: str, cni_path: str, node: str, verb: str, conf: Path, ctr: str, cid: str,
@@ -86,7 +117,7 @@ BRIDGE_MIXES = [("ours", "ours"), ("go", "ours"), ("ours", "go")]
 @pytest.mark.parametrize(("bridge_impl", "ipam_impl"), BRIDGE_MIXES)
 def test_bridge_host_local_under_go_libcni(bridge_impl: str, ipam_impl: str, gocni: str,
                                            go_plugins: str, netns_factory: Any,
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path, install: Install) -> None:
     ours = [t for t, impl in (("bridge", bridge_impl), ("host-local", ipam_impl))
             if impl == "ours"]
     cni_path = f"{install(tmp_path / 'bin', ours)}:{go_plugins}"
@@ -113,7 +144,7 @@ def test_bridge_host_local_under_go_libcni(bridge_impl: str, ipam_impl: str, goc
 
 
 def test_ptp_and_loopback_under_go_libcni(gocni: str, go_plugins: str, netns_factory: Any,
-                                          tmp_path: Path) -> None:
+                                          tmp_path: Path, install: Install) -> None:
     cni_path = install(tmp_path / "bin", ["ptp", "host-local", "loopback"])
     node, ctr = netns_factory("node"), netns_factory("ctr", lo_up=False)
     conf = {"cniVersion": "1.0.0", "name": "goptp", "plugins": [
@@ -132,7 +163,7 @@ def test_ptp_and_loopback_under_go_libcni(gocni: str, go_plugins: str, netns_fac
 
 
 def test_macvlan_static_under_go_libcni(gocni: str, go_plugins: str, netns_factory: Any,
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, install: Install) -> None:
     cni_path = install(tmp_path / "bin", ["macvlan", "static"])
     node = netns_factory("node")
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
@@ -158,7 +189,7 @@ def test_macvlan_static_under_go_libcni(gocni: str, go_plugins: str, netns_facto
 
 
 def test_host_device_under_go_libcni(gocni: str, go_plugins: str, netns_factory: Any,
-                                     tmp_path: Path) -> None:
+                                     tmp_path: Path, install: Install) -> None:
     """A node device moves into the container as eth0 and comes back on DEL."""
     cni_path = install(tmp_path / "bin", ["host-device", "static"])
     node, ctr = netns_factory("node"), netns_factory("ctr")

@@ -119,13 +119,17 @@ def test_install_writes_a_launcher_per_plugin(setup: dict[str, str], tmp_path: P
     out = corecni("install", "--dir", str(bindir), env=setup)
     assert out.returncode == 0, out.stderr
     lines = dict(line.split(": ", 1) for line in out.stdout.splitlines())
-    assert lines["host-local"] == "installed"
+    assert lines["host-local"] == "installed (shim)"  # the native shim + its launcher
+    assert launcher.is_shim(str(bindir / "host-local"))
     assert lines["bridge"].startswith("skipped")
     assert (bindir / "bridge").read_bytes() == b"\x7fELF not ours"
     assert launcher.read_marker(str(bindir / "host-local")) is not None
     again = corecni("install", "--dir", str(bindir), "--force", env=setup)
     lines = dict(line.split(": ", 1) for line in again.stdout.splitlines())
-    assert lines["host-local"] == "updated" and lines["bridge"] == "updated"
+    assert lines["host-local"] == "updated (shim)" and lines["bridge"] == "updated (shim)"
+    plain = corecni("install", "--dir", str(bindir), "--no-shim", env=setup)
+    lines = dict(line.split(": ", 1) for line in plain.stdout.splitlines())
+    assert lines["host-local"] == "updated" and not launcher.is_shim(str(bindir / "host-local"))
     version = subprocess.run([str(bindir / "host-local")], env={"CNI_COMMAND": "VERSION"},
                              capture_output=True, check=True)
     assert json.loads(version.stdout)["supportedVersions"][-1] == "1.1.0"

@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from corecni import launcher
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -44,3 +46,89 @@ def test_marker_rejects_other_files(tmp_path: Path) -> None:
     other.write_text("#!/bin/sh\n# corecni-launcher: {not json\n")
     assert launcher.read_marker(str(other)) is None
     assert launcher.read_marker(str(tmp_path / "missing")) is None
+
+
+# ---- the native shim ---------------------------------------------------------
+
+def _shim() -> str:
+    shim = launcher.shim_binary()
+    if shim is None:
+        pytest.fail("corecni/corecni-shim is not built (make venv builds it)")
+    return shim
+
+
+def test_install_with_shim_keeps_launcher_beside_it(tmp_path: Path) -> None:
+    from corecni.registry import Registry
+
+    bindir = tmp_path / "bin"
+    assert launcher.install(str(bindir), [SPEC], shim=_shim()) == \
+        [("fixed-ipam", "installed (shim)")]
+    path = bindir / "fixed-ipam"
+    assert launcher.is_shim(str(path))
+    assert os.path.samefile(path, bindir / launcher.LAUNCHER_DIR / launcher.SHIM_NAME)
+    assert launcher.read_marker(str(bindir / launcher.LAUNCHER_DIR / "fixed-ipam")) == SPEC
+    # the registry follows the shim to its launcher: corecni runs the plugin in-process
+    assert launcher.read_marker(str(path)) == SPEC
+    ref = Registry(path=(str(bindir),), entry_points=False).resolve("fixed-ipam")
+    assert (ref.kind, ref.source, ref.location) == ("python", "launcher", SPEC.target)
+    # a shim is corecni's: updated in place, and replaced by a launcher on request
+    assert launcher.install(str(bindir), [SPEC], shim=_shim()) == \
+        [("fixed-ipam", "updated (shim)")]
+    assert launcher.install(str(bindir), [SPEC]) == [("fixed-ipam", "updated")]
+    assert not launcher.is_shim(str(path)) and launcher.read_marker(str(path)) == SPEC
+
+
+def test_shim_never_overwrites_foreign_files(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    foreign = bindir / "fixed-ipam"
+    foreign.write_bytes(b"\x7fELF go binary")
+    outcome = launcher.install(str(bindir), [SPEC], shim=_shim())
+    assert outcome[0][1].startswith("skipped")
+    assert foreign.read_bytes() == b"\x7fELF go binary"
+    assert not launcher.is_corecni(str(foreign))
+    assert launcher.install(str(bindir), [SPEC], shim=_shim(), force=True)[0][1] == \
+        "updated (shim)"
+    assert launcher.is_shim(str(foreign))
+
+
+def test_a_go_plugin_is_not_read_as_a_shim() -> None:
+    go = "/usr/lib/cni/host-local"
+    if not os.path.exists(go):
+        pytest.skip("containernetworking-plugins not installed")
+    assert not launcher.is_shim(go) and launcher.read_marker(go) is None
+
+
+def _env(command: str, socket: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "c1",
+            "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent",
+            "CORECNI_DAEMON_SOCKET": str(socket), **extra}
+
+
+def test_shim_without_daemon_falls_back_to_the_launcher(tmp_path: Path) -> None:
+    """No daemon: the launcher serves the call (stdin intact), one line on stderr."""
+    launcher.install(str(tmp_path / "bin"), [SPEC], shim=_shim())
+    exe = str(tmp_path / "bin" / "fixed-ipam")
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "fixed-ipam"}).encode()
+    for command in ("ADD", "DEL", "VERSION"):
+        out = subprocess.run([exe], input=conf, env=_env(command, tmp_path / "none.sock"),
+                             capture_output=True, check=False)
+        assert out.returncode == 0, out
+        assert out.stderr.decode().count("\n") == 1
+        assert b"no corecni daemon at" in out.stderr and b"Python launcher" in out.stderr
+    added = subprocess.run([exe], input=conf, env=_env("ADD", tmp_path / "none.sock"),
+                           capture_output=True, check=True)
+    assert json.loads(added.stdout)["ips"][0]["address"] == "10.77.0.5/24"
+
+
+def test_shim_with_no_launcher_is_a_cni_error(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    launcher.install(str(bindir), [SPEC], shim=_shim())
+    os.unlink(bindir / launcher.LAUNCHER_DIR / "fixed-ipam")
+    out = subprocess.run([str(bindir / "fixed-ipam")], input=b'{"cniVersion":"0.4.0"}',
+                         env=_env("ADD", tmp_path / "none.sock"), capture_output=True,
+                         check=False)
+    assert out.returncode == 1
+    error = json.loads(out.stdout)
+    assert (error["code"], error["cniVersion"]) == (5, "0.4.0")
+    assert "launcher" in error["msg"]
