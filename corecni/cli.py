@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write Python launchers only, not the native shim + launcher")
     p.set_defaults(func=cmd_install)
     p = sub.add_parser("daemon", help="serve the native shim's calls (foreground; --timeout "
-                       "is the per-call timeout)")
+                       "is the per-call timeout, default 120 s)")
     p.add_argument("--socket", default=None,
                    help="unix socket (default $CORECNI_DAEMON_SOCKET or /run/corecni/daemon.sock)")
     p.add_argument("--max-calls", type=int, default=64, help="calls served at once")

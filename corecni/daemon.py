@@ -70,7 +70,7 @@ class DaemonError(RuntimeError):
 @attrs.define
 class DaemonConfig:
     socket_path: str = attrs.field(factory=wire.socket_path)
-    timeout: float = 60.0  # seconds one call may take
+    timeout: float = 120.0  # seconds one call may take (the shim waits 150 s by default)
     max_calls: int = 64  # calls running at once
     max_request: int = wire.MAX_REQUEST
     read_timeout: float = 10.0  # seconds a client may take to send its request
@@ -606,7 +606,7 @@ def run_daemon(config: DaemonConfig, log: IO[str] | None = None) -> int:
     return 0
 
 
-def main(socket_arg: str | None, timeout: float, max_calls: int, status: bool) -> int:
+def main(socket_arg: str | None, timeout: float | None, max_calls: int, status: bool) -> int:
     """``corecni daemon [--status]`` (the CLI's whole daemon verb)."""
     path = wire.socket_path(socket_arg)
     if status:
@@ -618,7 +618,10 @@ def main(socket_arg: str | None, timeout: float, max_calls: int, status: bool) -
         print(json.dumps(health))
         return 0 if health.get("ready") else 1
     try:
-        return run_daemon(DaemonConfig(socket_path=path, timeout=timeout, max_calls=max_calls))
+        config = DaemonConfig(socket_path=path, max_calls=max_calls)
+        if timeout:
+            config.timeout = timeout
+        return run_daemon(config)
     except DaemonError as exc:
         print(f"corecni daemon: {exc}", file=sys.stderr)
         return 1
