@@ -92,8 +92,9 @@ _INIT = '''\
 '''
 
 _NO_PARTNER = ""
-_PARTNER_NOTE = """ Its chain partner (`$partner`) comes from corecni-contrib or
-Debian's containernetworking-plugins; without one the test skips and says why."""
+_PARTNER_NOTE = """ Its chain partners (`$partner`) are corecni-contrib's, in-process,
+or Debian's Go plugins, exec'd (corecni's `chain_partners` fixture); with neither, the test
+skips and says why."""
 
 # ---------------------------------------------------------------------------
 # interface family: a veth pair, addresses from the config's IPAM plugin
@@ -296,17 +297,16 @@ _INTERFACE_INTEGRATION = '''\
 """$type in real namespaces, in-process through corecni's runtime (needs root).
 
 The chain is $type with the ``static`` IPAM plugin (corecni-contrib's in-process,
-or Debian's Go plugin exec'd from CNI_PATH): the container gets a veth with its
+or Debian's Go plugin exec'd from ``chain_partners``): the container gets a veth with its
 address and route, the node keeps the host end, and DEL removes it all.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from corecni.registry import Registry, split_path
+from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
 from corecni.testing import ip_json
@@ -315,8 +315,10 @@ PARTNERS = ("static",)
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> CNIRuntime:
-    registry = Registry(path=split_path(os.environ.get("CNI_PATH", "/opt/cni/bin:/usr/lib/cni")))
+def runtime(tmp_path: Path, chain_partners: str) -> CNIRuntime:
+    """corecni's runtime, finding the chain's other plugins in ``chain_partners`` (a
+    CNI_PATH with launchers for the installed corecni plugins and Debian's Go ones)."""
+    registry = Registry(path=(chain_partners,))
     registry.register("$type", "$package.plugin")
     for partner in PARTNERS:
         try:
@@ -328,7 +330,8 @@ def runtime(tmp_path: Path) -> CNIRuntime:
 
 def network() -> NetworkConfigList:
     return NetworkConfigList.from_dict({
-        "cniVersion": "1.1.0", "name": "$package-test",
+        # 1.0.0: the newest version Debian's Go plugins (1.1.1) speak, should they serve
+        "cniVersion": "1.0.0", "name": "$package-test",
         "plugins": [{"type": "$type", "mtu": 1400, "ipam": {
             "type": "static",
             "addresses": [{"address": "10.77.0.5/24", "gateway": "10.77.0.1"}],
@@ -611,40 +614,40 @@ def test_the_entry_point_names_the_type() -> None:
 _IPAM_INTEGRATION = '''\
 """$type in real namespaces, in-process through corecni's runtime (needs root).
 
-An IPAM plugin is called by an interface plugin: here corecni-contrib's
-``ptp``, which runs in-process and calls $type in-process too. The container
-gets the address $type allocated, and DEL releases it.
+An IPAM plugin is called by an interface plugin: here ``ptp`` (corecni-contrib's
+in-process, which calls $type in-process too; or Debian's Go plugin exec'd,
+which execs $type's launcher from ``chain_partners``). The container gets the
+address $type allocated, and DEL releases it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from corecni.registry import Registry, split_path
+from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
 from corecni.testing import ip_json
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> CNIRuntime:
-    registry = Registry(path=split_path(os.environ.get("CNI_PATH", "/opt/cni/bin:/usr/lib/cni")))
+def runtime(tmp_path: Path, chain_partners: str) -> CNIRuntime:
+    """corecni's runtime, finding the chain's other plugins in ``chain_partners`` (a
+    CNI_PATH with launchers for the installed corecni plugins and Debian's Go ones)."""
+    registry = Registry(path=(chain_partners,))
     registry.register("$type", "$package.plugin")
     try:
-        partner = registry.resolve("ptp")
+        registry.resolve("ptp")
     except Exception as exc:
         pytest.skip(f"chain partner 'ptp' not found: {exc}")
-    if partner.kind != "python":
-        pytest.skip("an exec'd ptp cannot call an IPAM plugin that has no launcher: "
-                    "pip install corecni-contrib")
     return CNIRuntime(registry=registry, cache_dir=str(tmp_path / "cache"))
 
 
 def network(store: Path) -> NetworkConfigList:
     return NetworkConfigList.from_dict({
-        "cniVersion": "1.1.0", "name": "$package-test",
+        # 1.0.0: the newest version Debian's Go plugins (1.1.1) speak, should they serve
+        "cniVersion": "1.0.0", "name": "$package-test",
         "plugins": [{"type": "ptp", "ipam": {"type": "$type", "subnet": "10.78.0.0/24",
                                              "dataDir": str(store)}}],
     })
@@ -831,19 +834,18 @@ _META_INTEGRATION = '''\
 """$type in real namespaces, in-process through corecni's runtime (needs root).
 
 The chain is ``ptp`` (with ``static`` IPAM) then $type: corecni-contrib's
-plugins in-process, or Debian's Go plugins exec'd from CNI_PATH. $type runs
+plugins in-process, or Debian's Go plugins exec'd from ``chain_partners``. $type runs
 in-process and labels the container's eth0 inside its namespace.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from corecni.kit import CNIError
-from corecni.registry import Registry, split_path
+from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
 from corecni.testing import ip_json, ns_name
@@ -852,8 +854,10 @@ PARTNERS = ("ptp", "static")
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> CNIRuntime:
-    registry = Registry(path=split_path(os.environ.get("CNI_PATH", "/opt/cni/bin:/usr/lib/cni")))
+def runtime(tmp_path: Path, chain_partners: str) -> CNIRuntime:
+    """corecni's runtime, finding the chain's other plugins in ``chain_partners`` (a
+    CNI_PATH with launchers for the installed corecni plugins and Debian's Go ones)."""
+    registry = Registry(path=(chain_partners,))
     registry.register("$type", "$package.plugin")
     for partner in PARTNERS:
         try:
@@ -865,7 +869,8 @@ def runtime(tmp_path: Path) -> CNIRuntime:
 
 def network() -> NetworkConfigList:
     return NetworkConfigList.from_dict({
-        "cniVersion": "1.1.0", "name": "$package-test",
+        # 1.0.0: the newest version Debian's Go plugins (1.1.1) speak, should they serve
+        "cniVersion": "1.0.0", "name": "$package-test",
         "plugins": [
             {"type": "ptp", "ipam": {"type": "static", "addresses": [
                 {"address": "10.79.0.5/24", "gateway": "10.79.0.1"}]}},
