@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev
 	etcd-server
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test lint typecheck unit integration interop bench deps venv clean
+.PHONY: all demo test docs lint typecheck unit integration interop bench deps venv clean
 
 all: test
 
@@ -37,13 +37,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/corecni demo
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck docs
 	$(PY) -m pytest -q tests
 
 # --- pieces ---------------------------------------------------------------
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+# the docs site (mkdocs.yml, docs/), API reference from the docstrings, into build/site;
+# --strict: any warning (a broken link, a docstring griffe cannot parse) fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 unit: $(STAMP)

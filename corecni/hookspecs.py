@@ -2,7 +2,7 @@
 
 A CNI plugin is a module (or object) with hookimpls, published under the
 entry-point group ``corecni.plugins``; the entry point's name is its CNI
-``type``::
+``type``:
 
     [project.entry-points."corecni.plugins"]
     bridge = "corecni_contrib.bridge"
@@ -35,15 +35,13 @@ plugin: there is one run path (``corecni.plugin.LoadedPlugin.run``).
 
 Which ``Request`` fields are set, per command:
 
-========== ============ ====== ====== ============ ============= ===================
-command    container_id netns  ifname prev_result  runtime_config valid_attachments
-========== ============ ====== ====== ============ ============= ===================
-ADD        yes          yes    yes    when chained yes            -
-DEL        yes          maybe  yes    when cached  yes            -
-CHECK      yes          yes    yes    yes          yes            -
-STATUS     -            -      -      -            -              -
-GC         -            -      -      -            -              yes
-========== ============ ====== ====== ============ ============= ===================
+| command | container_id | netns | ifname | prev_result  | runtime_config | valid_attachments |
+| ------- | ------------ | ----- | ------ | ------------ | -------------- | ----------------- |
+| ADD     | yes          | yes   | yes    | when chained | yes            | -                 |
+| DEL     | yes          | maybe | yes    | when cached  | yes            | -                 |
+| CHECK   | yes          | yes   | yes    | yes          | yes            | -                 |
+| STATUS  | -            | -     | -      | -            | -              | -                 |
+| GC      | -            | -     | -      | -            | -              | yes               |
 
 *Observers* (entry-point group ``corecni.observers``) are registered beside
 every plugin and may wrap any hook with ``@hookimpl(wrapper=True)`` for

@@ -1,13 +1,13 @@
 """corecni.kit: the public toolbox for CNI plugin authors.
 
-A plugin imports what it needs from here and from nothing private::
+A plugin imports what it needs from here and from nothing private:
 
     from corecni.kit import CNIError, ErrorCode, Request, Result, hookimpl, kernel_step
 
     @hookimpl
     def meta_add(request: Request, prev_result: Result) -> Result:
-        with kernel_step(f"set txqueuelen of {request.ifname}"):
-            request.net.batch(request.netns).set_link(request.ifname, txqlen=1000).commit()
+        with kernel_step(f"set the MTU of {request.ifname}"):
+            request.net.batch(request.netns).set_link(request.ifname, mtu=1400).commit()
         return prev_result
 
 What is here, by concern:

@@ -36,7 +36,7 @@ And these helpers, by concern:
   ``eventually``, ``root_state``, ``unchanged``;
 * namespaces: ``NetnsFactory``, ``netns_prefix``, ``ns_name``, ``needs_root``.
 
-A unit test of a hook, no kernel needed::
+A unit test of a hook, no kernel needed:
 
     from corecni.testing import plugin_request
 
@@ -45,7 +45,7 @@ A unit test of a hook, no kernel needed::
         mine.meta_add(req, req.prev_result)
         assert req.net.ops("set_link") == [(req.netns, "set_link", ("eth0",), {"mtu": 1400})]
 
-An integration test, in-process and exec'd::
+An integration test, in-process and exec'd:
 
     @pytest.mark.parametrize("mode", MODES)
     def test_add(mode, node_netns, container_netns, chain_partners):

@@ -1,7 +1,7 @@
 """``plugin_request``: a ``Request`` for a hook, built from a config and a few keywords.
 
 Like rscni-plugin's args builder: a unit test says only what matters to it and
-gets the spec's parameters filled with sensible values::
+gets the spec's parameters filled with sensible values:
 
     req = plugin_request(type="macvlan", master="phys0", ipam={"type": "static"})
     result = macvlan.cni_add(req)
