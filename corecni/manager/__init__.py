@@ -1,7 +1,5 @@
 """Runtime embedding: the pod network manager (kubelet / go-cni / ocicni in Python).
 
-::
-
     from corecni.manager import PodNetworkManager, PodSandbox
 
     with PodNetworkManager(["/etc/cni/net.d"], ["/opt/cni/bin"], watch=True) as cni:

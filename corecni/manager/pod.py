@@ -4,7 +4,7 @@
 is go-cni's ``NamespaceOpts``: the capability arguments (``portMappings``,
 ``bandwidth``, ``ipRanges``, ``dns``, ``mac``, ``ips``, ``cgroupPath``, pod
 annotations) a runtime hands to the plugins that declare them, plus extra
-CNI_ARGS. All frozen: a runtime builds them with the ``with_*`` helpers::
+CNI_ARGS. All frozen: a runtime builds them with the ``with_*`` helpers:
 
     opts = NetworkOptions().with_port_mappings(PortMapping(8080, 80)).with_mac("02:..")
     pod = PodSandbox(id="c0ffee", name="web", namespace="default", uid="u1",
