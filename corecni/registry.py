@@ -1,12 +1,18 @@
 """Discovery: which implementation serves a CNI ``type``, and how it is called.
 
-Lookup order for a type:
+Lookup order for a type, with ``prefer="python"`` (the default):
 
 1. plugins registered on the registry by the embedding program;
 2. Python plugins published under the entry-point group ``corecni.plugins``
    (scanned once, lazily, only when step 1 has no answer);
-3. executables on CNI_PATH. A corecni launcher found there is recognised by
-   its marker and called in-process; anything else is exec'd.
+3. executables on CNI_PATH, in directory order. A corecni launcher found there
+   is recognised by its marker and called in-process; anything else is exec'd.
+
+``prefer="path"`` puts step 3 first: CNI_PATH order decides, as in libcni,
+and the in-process sources only serve types no CNI_PATH directory has. The
+choice is never silent: ``candidates()`` lists every implementation of a type
+in precedence order, so ``corecni plugins`` can show which one wins and what
+it shadows.
 
 ``in_process`` narrows which types may run in-process (everything else is
 exec'd from CNI_PATH), which is how a runtime mixes implementations, e.g.
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Literal
 
 import attrs
@@ -31,6 +37,14 @@ PLUGIN_GROUP = "corecni.plugins"
 OBSERVER_GROUP = "corecni.observers"
 
 Kind = Literal["python", "exec"]
+Prefer = Literal["python", "path"]
+PREFER_CHOICES: tuple[Prefer, ...] = ("python", "path")
+
+
+def precedence(prefer: Prefer) -> tuple[str, ...]:
+    """The order sources are tried in, by ``PluginRef.source`` family, for humans."""
+    python = ("registered", "entry-point")
+    return (*python, "CNI_PATH") if prefer == "python" else ("CNI_PATH", *python)
 
 
 @attrs.frozen
@@ -48,21 +62,30 @@ def _entry_points(group: str) -> list[Any]:
     return list(entry_points(group=group))
 
 
-def find_in_path(plugin_type: str, path: Iterable[str]) -> str | None:
+def find_all_in_path(plugin_type: str, path: Iterable[str]) -> Iterator[str]:
+    """Executables named ``plugin_type`` on ``path``, in directory order (lazily)."""
     for directory in path:
         if not directory:
             continue
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+            yield candidate
 
 
 @attrs.define
 class Registry:
+    """Which implementation serves each CNI ``type``.
+
+    ``path`` is CNI_PATH; ``entry_points`` turns the entry-point scan on/off;
+    ``in_process`` narrows which types may run in-process; ``prefer`` says who
+    wins when a type is both a Python plugin and an executable on CNI_PATH
+    (``"python"``, the default, or ``"path"``: CNI_PATH order, as libcni).
+    """
+
     path: tuple[str, ...] = ()
     entry_points: bool = True
     in_process: bool | Collection[str] = True
+    prefer: Prefer = attrs.field(default="python", validator=attrs.validators.in_(PREFER_CHOICES))
     observers: tuple[str | object, ...] | None = None  # None: from entry points
     _registered: dict[str, str | object] = attrs.field(factory=dict, alias="_registered")
     _eps: dict[str, str] | None = attrs.field(default=None, alias="_eps")
@@ -90,25 +113,48 @@ class Registry:
                 if self.entry_points else ()
         return self.observers
 
-    def resolve(self, plugin_type: str) -> PluginRef:
+    def _in_process_candidates(self, plugin_type: str) -> Iterator[PluginRef]:
+        if not self.may_run_in_process(plugin_type):
+            return
+        if plugin_type in self._registered:
+            target = self._registered[plugin_type]
+            yield PluginRef(plugin_type, "python",
+                            target if isinstance(target, str) else repr(target), "registered")
+        eps = self._entry_point_targets()
+        if plugin_type in eps:
+            yield PluginRef(plugin_type, "python", eps[plugin_type], "entry-point")
+
+    def _path_candidates(self, plugin_type: str) -> Iterator[PluginRef]:
+        for exe in find_all_in_path(plugin_type, self.path):
+            spec = launcher.read_marker(exe)
+            if spec is not None and self.may_run_in_process(plugin_type):
+                yield PluginRef(plugin_type, "python", spec.target, "launcher", spec.sys_path)
+            else:
+                yield PluginRef(plugin_type, "exec", exe, "path")
+
+    def _candidates(self, plugin_type: str) -> Iterator[PluginRef]:
+        """Every implementation of ``plugin_type``, lazily, in precedence order."""
+        if self.prefer == "path":
+            yield from self._path_candidates(plugin_type)
+            yield from self._in_process_candidates(plugin_type)
+        else:
+            yield from self._in_process_candidates(plugin_type)
+            yield from self._path_candidates(plugin_type)
+
+    def candidates(self, plugin_type: str) -> list[PluginRef]:
+        """Every implementation of ``plugin_type``: the first wins, the rest are shadowed."""
         validate_plugin_type(plugin_type)
-        if self.may_run_in_process(plugin_type):
-            if plugin_type in self._registered:
-                target = self._registered[plugin_type]
-                return PluginRef(plugin_type, "python",
-                                 target if isinstance(target, str) else repr(target), "registered")
-            eps = self._entry_point_targets()
-            if plugin_type in eps:
-                return PluginRef(plugin_type, "python", eps[plugin_type], "entry-point")
-        exe = find_in_path(plugin_type, self.path)
-        if exe is None:
+        return list(self._candidates(plugin_type))
+
+    def resolve(self, plugin_type: str) -> PluginRef:
+        """The implementation that serves ``plugin_type`` (the first candidate)."""
+        validate_plugin_type(plugin_type)
+        ref = next(self._candidates(plugin_type), None)
+        if ref is None:
             raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
                            f"failed to find plugin {plugin_type!r} in path {list(self.path)}",
                            plugin=plugin_type)
-        spec = launcher.read_marker(exe)
-        if spec is not None and self.may_run_in_process(plugin_type):
-            return PluginRef(plugin_type, "python", spec.target, "launcher", spec.sys_path)
-        return PluginRef(plugin_type, "exec", exe, "path")
+        return ref
 
     def load(self, ref: PluginRef) -> LoadedPlugin:
         """The validated Python plugin behind ``ref`` (loaded once per registry)."""
@@ -126,23 +172,30 @@ class Registry:
         self._loaded[ref.type] = plugin
         return plugin
 
-    def discover(self) -> list[PluginRef]:
-        """Every type this registry could serve, first match per type (for ``corecni plugins``)."""
-        seen: dict[str, PluginRef] = {}
+    def _known_types(self) -> list[str]:
         names: list[str] = list(self._registered)
         if self.entry_points:
             names += list(self._entry_point_targets())
         for directory in self.path:
             if os.path.isdir(directory):
                 names += sorted(os.listdir(directory))
-        for name in names:
-            if name in seen:
-                continue
+        return sorted(set(names))
+
+    def survey(self) -> list[list[PluginRef]]:
+        """For every type this registry could serve, its candidates (winner first)."""
+        found = []
+        for name in self._known_types():
             try:
-                seen[name] = self.resolve(name)
-            except CNIError:
+                refs = self.candidates(name)
+            except CNIError:  # a file on CNI_PATH whose name is no valid type
                 continue
-        return sorted(seen.values(), key=lambda r: r.type)
+            if refs:
+                found.append(refs)
+        return found
+
+    def discover(self) -> list[PluginRef]:
+        """Every type this registry could serve, the winning implementation of each."""
+        return [refs[0] for refs in self.survey()]
 
 
 def split_path(value: str | None) -> tuple[str, ...]:
