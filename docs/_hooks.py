@@ -5,6 +5,8 @@ what they describe:
 
 * ``<!-- corecni:cli -->``: ``corecni --help`` and every subcommand's
   ``--help``, taken from ``corecni.cli.build_parser()``;
+* ``<!-- corecni:cli-env -->``: the environment variables the CLI reads, as a
+  table, from ``corecni.cli.ENVIRONMENT`` (the table ``--help`` prints);
 * ``<!-- corecni:scaffold FAMILY NAME PATH -->``: file ``PATH`` of the project
   ``corecni new-plugin NAME --family FAMILY`` generates (corecni.scaffold), as
   a code block. The suite runs those projects' tests, so the examples on
@@ -26,6 +28,7 @@ log = logging.getLogger("mkdocs.hooks.corecni")
 
 _SCAFFOLD = re.compile(r"<!-- corecni:scaffold (\S+) (\S+) (\S+) -->")
 _CLI = "<!-- corecni:cli -->"
+_CLI_ENV = "<!-- corecni:cli-env -->"
 _LANG = {".py": "python", ".toml": "toml", ".md": "markdown"}
 
 
@@ -69,7 +72,19 @@ def _cli() -> str:
     return "\n".join(parts)
 
 
+def _cli_env() -> str:
+    from corecni import cli
+
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for var in cli.ENVIRONMENT:
+        default = f"`{var.default}`" if var.default else "(empty)"
+        rows.append(f"| `{var.name}` | {default} | {var.meaning.replace('|', '&#124;')} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    if _CLI_ENV in markdown:
+        markdown = markdown.replace(_CLI_ENV, _cli_env())
     if _CLI in markdown:
         markdown = markdown.replace(_CLI, _cli())
     return _SCAFFOLD.sub(_scaffold, markdown)
