@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev
 	etcd-server
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test docs lint typecheck unit integration interop bench deps venv clean
+.PHONY: all demo test docs lint typecheck unit integration interop bench soak deps venv clean
 
 all: test
 
@@ -58,6 +58,9 @@ interop: $(STAMP)
 	$(PY) -m pytest -q tests/interop
 bench: $(STAMP)
 	$(PY) -m bench
+# the long variants: 200 containers through the shims + daemon (make test runs 48)
+soak: $(STAMP)
+	CORECNI_SCALE_N=200 $(PY) -m pytest -q -s tests/integration/test_daemon_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info contrib/*.egg-info .gobuild
