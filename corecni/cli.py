@@ -340,7 +340,31 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     print(f"plugins: {len(refs)} "
           f"({sum(r.kind == 'python' for r in refs)} in-process, "
           f"{sum(r.kind == 'exec' for r in refs)} exec); `corecni plugins` lists them")
+    _doctor_configs(_env("NETCONFPATH", "/etc/cni/net.d"))
     return 0
+
+
+def _doctor_configs(directory: str) -> None:
+    """Every config file in the directory with its state: what it loads as, or why not."""
+    from corecni.config import load_dir
+
+    try:
+        entries = load_dir(directory)
+    except CNIError as exc:
+        print(f"config dir: {directory}: {exc}")
+        return
+    usable = sum(e.network is not None for e in entries)
+    print(f"config dir: {directory} ({len(entries)} files, {usable} loadable)")
+    for entry in entries:
+        fname = os.path.basename(entry.path)
+        if entry.network is not None:
+            net = entry.network
+            print(f"  {fname}  ok: network {net.name!r} (cniVersion {net.cni_version}; "
+                  f"plugins: {', '.join(p.type for p in net.plugins)})")
+        else:
+            assert entry.error is not None
+            text = str(entry.error).removeprefix(f"{entry.path}: ")
+            print(f"  {fname}  cannot be loaded: {text} (CNI error code {entry.error.code})")
 
 
 def cmd_daemon(ns: argparse.Namespace) -> int:

@@ -166,30 +166,45 @@ class NetworkConfigList:
     cni_versions: tuple[str, ...] = ()
     disable_check: bool = False
     disable_gc: bool = False
+    load_only_inlined_plugins: bool = False
     raw_bytes: bytes = attrs.field(default=b"", repr=False, eq=False)
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any], raw_bytes: bytes = b"") -> NetworkConfigList:
+    def from_dict(cls, obj: dict[str, Any], raw_bytes: bytes = b"",
+                  extra_plugins: tuple[PluginConfig, ...] = ()) -> NetworkConfigList:
+        """Read a list; ``extra_plugins`` (those of ``<confdir>/<name>/``, which the caller
+        reads) are appended unless ``loadOnlyInlinedPlugins`` is set (SPEC 1.1.0)."""
         name = obj.get("name")
         if not isinstance(name, str) or not name:
             raise invalid_config("missing network name", "a configuration list needs 'name'")
         validate_network_name(name)
         cni_version = _select_version(obj)
+        where = f"network {name!r}"
+        inlined_only = load_only_inlined(obj)
         plugins_raw = obj.get("plugins")
-        if plugins_raw is None:
-            raise invalid_config(f"network {name!r}: missing 'plugins'")
-        if not isinstance(plugins_raw, list) or not plugins_raw:
-            raise invalid_config(f"network {name!r}: 'plugins' must be a non-empty list")
-        plugins = tuple(PluginConfig.from_dict(p, where=f"network {name!r} plugin {i}")
+        if "plugins" not in obj:
+            if inlined_only:
+                raise invalid_config(f"{where}: `loadOnlyInlinedPlugins` is true, and no "
+                                     "'plugins' key")
+            plugins_raw = []
+        elif not isinstance(plugins_raw, list) or not plugins_raw:
+            raise invalid_config(f"{where}: 'plugins' must be a non-empty list")
+        plugins = tuple(PluginConfig.from_dict(p, where=f"{where} plugin {i}")
                         for i, p in enumerate(plugins_raw))
+        if not inlined_only:
+            plugins += tuple(extra_plugins)
+        if not plugins:
+            raise invalid_config(f"{where}: no plugin configs found",
+                                 "no 'plugins' and no plugin files in its folder")
         cni_versions = obj.get("cniVersions") or []
         return cls(
             name=name,
             cni_version=cni_version,
             plugins=plugins,
             cni_versions=tuple(cni_versions),
-            disable_check=_bool(obj, "disableCheck", f"network {name!r}"),
-            disable_gc=_bool(obj, "disableGC", f"network {name!r}"),
+            disable_check=_bool(obj, "disableCheck", where),
+            disable_gc=_bool(obj, "disableGC", where),
+            load_only_inlined_plugins=inlined_only,
             raw_bytes=raw_bytes or json.dumps(obj).encode(),
         )
 
@@ -204,7 +219,7 @@ class NetworkConfigList:
         validate_network_name(name)
         if not conf.cni_version:
             raise invalid_config(f"network {name!r}: missing 'cniVersion'")
-        versions.require_supported(conf.cni_version)
+        versions.parse(conf.cni_version)  # valid; one we do not speak is the plugin's to refuse
         return cls(name=name, cni_version=conf.cni_version, plugins=(conf,),
                    raw_bytes=raw_bytes or conf.to_bytes())
 
@@ -216,26 +231,61 @@ class NetworkConfigList:
             out["disableCheck"] = True
         if self.disable_gc:
             out["disableGC"] = True
+        if self.load_only_inlined_plugins:
+            out["loadOnlyInlinedPlugins"] = True
         out["plugins"] = [dict(p.raw) for p in self.plugins]
         return out
 
 
+def load_only_inlined(obj: Mapping[str, Any]) -> bool:
+    """A list's ``loadOnlyInlinedPlugins`` (boolean, or "true"/"false" as libcni)."""
+    return _bool(obj, "loadOnlyInlinedPlugins", f"network {obj.get('name')!r}")
+
+
+def _valid_version(version: str, what: str) -> str:
+    try:
+        versions.parse(version)
+    except CNIError:
+        raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "invalid CNI version",
+                       f"{what}: {version!r}") from None
+    return version
+
+
 def _select_version(obj: Mapping[str, Any]) -> str:
-    """SPEC 1.1.0: the newest version we support among ``cniVersion`` and ``cniVersions``."""
+    """The list's version (SPEC 1.1.0 "version selection", libcni's rules).
+
+    Every version given must be valid (a malformed ``cniVersions`` entry fails the list, as
+    libcni). The highest one we support among ``cniVersion`` and ``cniVersions`` wins; when
+    we support none, a valid one is kept (``cniVersion`` first, else the highest listed) and
+    the plugins negotiate, as libcni keeps a newer ``1.2.0``. ``cniVersion`` or
+    ``cniVersions`` is required (libcni would default to 0.1.0).
+    """
     name = obj.get("name")
     listed = obj.get("cniVersions")
-    version = obj.get("cniVersion")
-    if listed is not None:
-        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
-            raise invalid_config(f"network {name!r}: 'cniVersions' must be a list of strings")
-        if isinstance(version, str) and version:
-            listed = [*listed, version]
-        return versions.highest_supported(listed)
-    if version is None or version == "":
-        raise invalid_config(f"network {name!r}: missing 'cniVersion'")
-    if not isinstance(version, str):
+    raw_version = obj.get("cniVersion")
+    if raw_version is not None and not isinstance(raw_version, str):
         raise invalid_config(f"network {name!r}: 'cniVersion' must be a string")
-    return versions.require_supported(version)
+    version: str = raw_version or ""
+    if version:
+        _valid_version(version, f"network {name!r} cniVersion")
+    if listed is None:
+        if not version:
+            raise invalid_config(f"network {name!r}: missing 'cniVersion'")
+        return version
+    if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+        raise invalid_config(f"network {name!r}: 'cniVersions' must be a list of strings")
+    for index, entry in enumerate(listed):
+        _valid_version(entry, f"network {name!r} cniVersions entry {index}")
+    entries: list[str] = [str(v) for v in listed]
+    candidates = [*entries, version] if version else entries
+    usable = [v for v in candidates if v in versions.SUPPORTED]
+    if usable:
+        return max(usable, key=versions.parse)
+    if version:
+        return version
+    if not entries:
+        raise invalid_config(f"network {name!r}: missing 'cniVersion'")
+    return max(entries, key=versions.parse)
 
 
 def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:

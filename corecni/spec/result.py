@@ -102,11 +102,8 @@ class Interface:
     @classmethod
     def from_dict(cls, data: Any) -> Interface:
         d = _obj(data, "interfaces[]")
-        name = _str(d, "name", "interfaces[]")
-        if not name:
-            raise decoding_failure("interfaces[].name is required")
-        return cls(
-            name=name,
+        return cls(  # no key is required: upstream reads a missing name as ""
+            name=_str(d, "name", "interfaces[]"),
             mac=_str(d, "mac", "interfaces[]"),
             mtu=_opt_int(d, "mtu", "interfaces[]"),
             sandbox=_str(d, "sandbox", "interfaces[]"),

@@ -14,15 +14,25 @@ CURRENT = "1.1.0"
 #: Every version corecni reads and writes, oldest first.
 SUPPORTED: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
-_SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")  # ASCII digits, fullmatch
+_PART = re.compile(r"[+-]?[0-9]+")  # Go's strconv.Atoi: optional sign, ASCII digits
 
 
 def parse(version: str) -> tuple[int, int, int]:
-    match = _SEMVER.fullmatch(version) if isinstance(version, str) else None
-    if match is None:
+    """Go's ``version.ParseVersion``: one to three dot-separated integers, the missing
+    ones 0 (``"1.2"`` is 1.2.0), and ``""`` is 0.1.0 (no version declared)."""
+    if not isinstance(version, str):
         raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "invalid CNI version", repr(version))
-    major, minor, patch = match.groups()
-    return int(major), int(minor), int(patch)
+    if version == "":
+        return 0, 1, 0
+    parts = version.split(".")
+    if len(parts) > 3 or not all(_PART.fullmatch(p) for p in parts):
+        raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "invalid CNI version", repr(version))
+    major, minor, patch = ([int(p) for p in parts] + [0, 0])[:3]
+    return major, minor, patch
+
+
+def greater_than(version: str, other: str) -> bool:
+    return parse(version) > parse(other)
 
 
 def at_least(version: str, floor: str) -> bool:
@@ -65,16 +75,27 @@ class VersionInfo:
 
     @classmethod
     def from_dict(cls, data: Any) -> VersionInfo:
-        """Read a VERSION answer; a bare 0.1.0-era answer implies only 0.1.0/0.2.0."""
+        """Read a VERSION answer as libcni's ``PluginDecoder``: ``cniVersion`` is required;
+        ``supportedVersions`` too, except that a 0.2.0 answer without it means 0.1.0 and
+        0.2.0. Versions are kept verbatim (``"1.2"`` stays ``"1.2"``)."""
         if not isinstance(data, dict):
             raise CNIError(ErrorCode.DECODING_FAILURE, "VERSION answer is not a JSON object")
-        cni_version = data.get("cniVersion", "")
+        cni_version = data.get("cniVersion")
+        if not isinstance(cni_version, str):
+            if cni_version is not None:
+                raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info",
+                               "cniVersion must be a string")
+            cni_version = ""
         supported = data.get("supportedVersions")
-        if supported is None:
-            # Plugins of spec 0.1.0 answer without supportedVersions (libcni: PluginSupports).
-            supported = ["0.1.0"] if cni_version in ("", "0.1.0") else [cni_version]
-            if cni_version == "0.2.0":
-                supported = ["0.1.0", "0.2.0"]
-        if not isinstance(supported, list) or not all(isinstance(v, str) for v in supported):
+        if supported is not None and (not isinstance(supported, list)
+                                      or not all(isinstance(v, str) for v in supported)):
             raise CNIError(ErrorCode.DECODING_FAILURE, "VERSION answer has a bad supportedVersions")
-        return cls(cni_version=str(cni_version), supported_versions=tuple(supported))
+        if not cni_version:
+            raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info",
+                           "missing field cniVersion")
+        if not supported:
+            if cni_version == "0.2.0":
+                return cls(cni_version=CURRENT, supported_versions=("0.1.0", "0.2.0"))
+            raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info",
+                           "missing field supportedVersions")
+        return cls(cni_version=cni_version, supported_versions=tuple(supported))

@@ -128,8 +128,8 @@ def test_conf_file_holding_a_list_is_refused(tmp_path: Path) -> None:
     (single("", "bridge"), 7),                         # no name
     (json.dumps({"cniVersion": "1.0.0", "type": "bridge"}), 7),
     (json.dumps({"name": "net1", "type": "bridge"}), 7),  # no cniVersion
-    (single("net1", "bridge", version="0.5.0"), 1),
-    (single("net1", "bridge", version="1.0"), 1),
+    (single("net1", "bridge", version="v0.5.0"), 1),
+    (single("net1", "bridge", version="1.0.0.0"), 1),
     (single("bad name", "bridge"), 7),
     (single("net1", ""), 7),
     (single("net1", "../bridge"), 7),
@@ -183,7 +183,7 @@ def test_default_network_skips_invalid_earlier_files(tmp_path: Path) -> None:
     write(tmp_path, {
         "00-garbage.conf": "{",
         "01-noplugins.conflist": json.dumps({"cniVersion": "1.0.0", "name": "x", "plugins": []}),
-        "02-badversion.conflist": listed("old", version="0.5.0"),
+        "02-badversion.conflist": listed("old", version="v0.5.0"),
         "03-notype.conf": json.dumps({"cniVersion": "1.0.0", "name": "t"}),
         "04-ignored.txt": listed("txt"),
         "10-good.conflist": listed("good"),
@@ -195,7 +195,7 @@ def test_default_network_skips_invalid_earlier_files(tmp_path: Path) -> None:
 
 
 def test_default_network_without_valid_files(tmp_path: Path) -> None:
-    write(tmp_path, {"10-a.conf": "{", "20-b.conflist": listed("b", version="9.9.9")})
+    write(tmp_path, {"10-a.conf": "{", "20-b.conflist": listed("b", version="9.x.9")})
     with pytest.raises(CNIError) as exc_info:
         default_network(str(tmp_path))
     assert exc_info.value.code == 7
@@ -252,3 +252,78 @@ def test_conflist_without_plugins_is_refused(tmp_path: Path) -> None:
         load_file(str(tmp_path / "10-flat.conflist"))
     assert exc_info.value.code == 7
     assert default_network(str(tmp_path)).name == "real"
+
+
+# ---------------------------------------------------------------------------
+# Plugins in <confdir>/<network>/ (SPEC 1.1.0, libcni NetworkPluginConfsFromFiles)
+
+
+def test_plugins_from_the_network_folder_are_appended(tmp_path: Path) -> None:
+    write(tmp_path, {"10-a.conflist": listed("anet", "bridge")})
+    write(tmp_path / "anet", {"20-tuning.conf": json.dumps({"type": "tuning"}),
+                              "10-portmap.conf": json.dumps({"type": "portmap",
+                                                             "capabilities": {"x": True}}),
+                              "30-ignored.json": json.dumps({"type": "nope"}),
+                              "README": "x"})
+    net = load_network(str(tmp_path), "anet")
+    assert [p.type for p in net.plugins] == ["bridge", "portmap", "tuning"]
+    assert net.raw_bytes == (tmp_path / "10-a.conflist").read_bytes()  # as libcni's Bytes
+
+
+def test_load_only_inlined_plugins_ignores_the_folder(tmp_path: Path) -> None:
+    write(tmp_path, {"10-a.conflist": listed("anet", "bridge", loadOnlyInlinedPlugins=True)})
+    write(tmp_path / "anet", {"10-portmap.conf": json.dumps({"type": "portmap"})})
+    assert [p.type for p in load_network(str(tmp_path), "anet").plugins] == ["bridge"]
+
+
+def test_list_without_inlined_plugins_takes_the_folder(tmp_path: Path) -> None:
+    write(tmp_path, {"10-a.conflist": json.dumps({"cniVersion": "1.1.0", "name": "anet"})})
+    write(tmp_path / "anet", {"10-bridge.conf": json.dumps({"type": "bridge"})})
+    assert [p.type for p in load_network(str(tmp_path), "anet").plugins] == ["bridge"]
+
+
+def test_list_with_no_plugins_anywhere_fails(tmp_path: Path) -> None:
+    write(tmp_path, {"10-a.conflist": json.dumps({"cniVersion": "1.1.0", "name": "anet"})})
+    with pytest.raises(CNIError) as exc_info:
+        load_file(str(tmp_path / "10-a.conflist"))
+    assert exc_info.value.code == 7 and "no plugin configs found" in exc_info.value.msg
+
+
+@pytest.mark.parametrize("body", ["{", json.dumps({"name": "no type"})])
+def test_broken_plugin_file_in_the_folder_names_it(tmp_path: Path, body: str) -> None:
+    write(tmp_path, {"10-a.conflist": listed("anet", "bridge")})
+    write(tmp_path / "anet", {"10-broken.conf": body})
+    with pytest.raises(CNIError) as exc_info:
+        load_file(str(tmp_path / "10-a.conflist"))
+    assert str(tmp_path / "anet" / "10-broken.conf") in str(exc_info.value)
+
+
+# ---------------------------------------------------------------------------
+# A file that cannot be loaded is named with its reason (issue 12 item 16)
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (json.dumps({"name": "anet", "plugins": [{"type": "bridge"}]}), "cniVersion"),
+    (json.dumps({"cniVersion": "1.0.0", "name": "anet", "plugins": [{"type": "../x"}]}),
+     "invalid plugin type"),
+    (json.dumps({"cniVersion": "1.0.0", "name": "anet", "plugins": [{}]}), "missing 'type'"),
+])
+def test_load_network_names_the_file_that_holds_it_but_cannot_load(
+        tmp_path: Path, body: str, reason: str) -> None:
+    write(tmp_path, {"10-a.conflist": body, "20-b.conflist": listed("bnet")})
+    with pytest.raises(CNIError) as exc_info:
+        load_network(str(tmp_path), "anet")
+    text = str(exc_info.value)
+    assert "no network config named" not in text
+    assert str(tmp_path / "10-a.conflist") in text and reason in text
+
+
+def test_load_network_not_found_lists_the_files_it_could_not_load(tmp_path: Path) -> None:
+    write(tmp_path, {"10-a.conflist": '{"cniVersion": "1.0.0", "name": "anet",',
+                     "20-b.conflist": listed("bnet")})
+    with pytest.raises(CNIError) as exc_info:
+        load_network(str(tmp_path), "anet")
+    assert exc_info.value.code == 7
+    assert "'anet'" in exc_info.value.msg and "1 file could not be loaded" in exc_info.value.msg
+    assert str(tmp_path / "10-a.conflist") in exc_info.value.details
+    assert "error parsing" in exc_info.value.details

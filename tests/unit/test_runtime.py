@@ -331,3 +331,18 @@ def test_runtime_takes_its_plugin_path_from_the_registry(tmp_path: Path) -> None
     assert CNIRuntime(registry=registry, cache_dir=str(tmp_path)).path == ("/a", "/b")
     with pytest.raises(ValueError, match="differs from its registry"):
         CNIRuntime(path=("/c",), registry=registry, cache_dir=str(tmp_path))
+
+
+def test_list_of_a_newer_version_is_the_plugins_to_refuse(runtime: CNIRuntime,
+                                                          tmp_path: Path) -> None:
+    """libcni keeps a valid newer cniVersion; the plugin answers "incompatible" (code 1)."""
+    log = tmp_path / "log"
+    net = network(log, version="1.2.0")
+    assert net.cni_version == "1.2.0"
+    with pytest.raises(CNIError) as info:
+        runtime.add_network_list(net, RT)
+    assert info.value.code == 1 and "incompatible CNI versions" in info.value.msg
+    assert not (tmp_path / "cache" / "results" / "testnet-ctr-1-eth0").exists()
+    with pytest.raises(CNIError) as info:  # Go's skel refuses DEL the same way
+        runtime.del_network_list(net, RT)
+    assert info.value.code == 1

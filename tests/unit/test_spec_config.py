@@ -212,14 +212,14 @@ def test_missing_cni_version_is_code_7(version: Any) -> None:
     assert "cniVersion" in err.msg
 
 
-@pytest.mark.parametrize("version", ["0.5.0", "2.0.0", "1.2.0", "0.0.1"])
-def test_unsupported_version_is_code_1(version: str) -> None:
-    err = parse_error(conflist(cniVersion=version))
-    assert err.code == ErrorCode.INCOMPATIBLE_VERSION == 1
-    assert err.msg == "incompatible CNI version"
+@pytest.mark.parametrize("version", ["0.5.0", "2.0.0", "1.2.0", "0.0.1", "1.2", "1"])
+def test_valid_version_we_do_not_speak_is_kept(version: str) -> None:
+    """libcni keeps a valid newer version (1.2.0) and lets the plugins negotiate."""
+    net = NetworkConfigList.from_dict(conflist(cniVersion=version))
+    assert net.cni_version == version
 
 
-@pytest.mark.parametrize("version", ["1.0", "1", "v1.0.0", "1.0.0-rc1", "1.0.0.0", "latest",
+@pytest.mark.parametrize("version", ["v1.0.0", "1.0.0-rc1", "1.0.0.0", "latest",
                                      " 1.0.0", "1.0.x"])
 def test_malformed_version_is_code_1(version: str) -> None:
     err = parse_error(conflist(cniVersion=version))
@@ -249,10 +249,28 @@ def test_cni_versions_can_stand_without_cni_version() -> None:
     assert net.cni_version == "1.0.0"
 
 
-@pytest.mark.parametrize("listed", [["2.0.0", "3.0.0"], ["0.5.0"], ["1.0"]])
-def test_cni_versions_none_supported_is_code_1(listed: list[str]) -> None:
-    err = parse_error(conflist(cniVersion=_DROP, cniVersions=listed))
-    assert err.code == 1
+@pytest.mark.parametrize(("version", "listed", "expected"), [
+    (_DROP, ["2.0.0", "3.0.0"], "3.0.0"),
+    (_DROP, ["0.5.0"], "0.5.0"),
+    (_DROP, ["1.0"], "1.0"),
+    ("1.2.0", ["1.2.0", "2.0.0"], "1.2.0"),   # libcni: cniVersion stays when all are newer
+])
+def test_cni_versions_none_supported_keeps_a_valid_one(version: Any, listed: list[str],
+                                                       expected: str) -> None:
+    net = NetworkConfigList.from_dict(conflist(cniVersion=version, cniVersions=listed))
+    assert net.cni_version == expected
+
+
+@pytest.mark.parametrize(("version", "listed"), [
+    ("1.0.0", ["1.0.0", "latest"]),
+    ("1.0.0", ["1.0.0.0", "0.4.0"]),
+    ("1.0.0", ["v1.1.0"]),
+    ("garbage", ["1.0.0"]),
+])
+def test_invalid_cni_versions_entry_fails(version: str, listed: list[str]) -> None:
+    """libcni: an invalid entry fails the whole list (it was silently ignored)."""
+    err = parse_error(conflist(cniVersion=version, cniVersions=listed))
+    assert err.code == 1 and "invalid" in err.msg
 
 
 @pytest.mark.parametrize("listed", ["1.0.0", {"1.0.0": True}, [1, "1.0.0"]])
@@ -465,3 +483,28 @@ def test_parse_cni_args_item_without_key_value_is_code_4(text: str) -> None:
         parse_cni_args(text)
     assert exc_info.value.code == ErrorCode.INVALID_ENVIRONMENT == 4
     assert exc_info.value.msg == "invalid CNI_ARGS pair"
+
+
+@pytest.mark.parametrize("value", [True, "true", "TRUE"])
+def test_load_only_inlined_plugins(value: Any) -> None:
+    net = NetworkConfigList.from_dict(conflist(loadOnlyInlinedPlugins=value))
+    assert net.load_only_inlined_plugins is True
+    assert net.to_dict()["loadOnlyInlinedPlugins"] is True
+    assert NetworkConfigList.from_dict(conflist()).load_only_inlined_plugins is False
+    assert "loadOnlyInlinedPlugins" not in NetworkConfigList.from_dict(conflist()).to_dict()
+
+
+def test_load_only_inlined_plugins_needs_plugins() -> None:
+    err = parse_error(conflist(plugins=_DROP, loadOnlyInlinedPlugins=True))
+    assert err.code == 7 and "loadOnlyInlinedPlugins" in err.msg
+    assert parse_error(conflist(loadOnlyInlinedPlugins="maybe")).code == 7
+
+
+def test_plugins_from_elsewhere_are_appended() -> None:
+    extra = (PluginConfig.from_dict({"type": "portmap"}),)
+    net = NetworkConfigList.from_dict(conflist(), extra_plugins=extra)
+    assert [p.type for p in net.plugins] == ["bridge", "portmap"]
+    net = NetworkConfigList.from_dict(conflist(plugins=_DROP), extra_plugins=extra)
+    assert [p.type for p in net.plugins] == ["portmap"]
+    net = NetworkConfigList.from_dict(conflist(loadOnlyInlinedPlugins=True), extra_plugins=extra)
+    assert [p.type for p in net.plugins] == ["bridge"]

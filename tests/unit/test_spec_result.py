@@ -436,7 +436,6 @@ def test_result_version_comes_from_the_result_then_the_default() -> None:
     {"cniVersion": "1.1.0", "routes": [{"dst": "default"}]},
     {"cniVersion": "1.1.0", "routes": [{"dst": "0.0.0.0/0", "gw": "gateway"}]},
     {"cniVersion": "1.1.0", "routes": [{"dst": "0.0.0.0/0", "mtu": "1500"}]},
-    {"cniVersion": "1.1.0", "interfaces": [{"mac": "00:11:22:33:44:55"}]},
     {"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "mtu": True}]},
     {"cniVersion": "1.1.0", "dns": {"nameservers": "10.0.0.1"}},
     {"cniVersion": "1.1.0", "dns": {"nameservers": [1]}},
@@ -457,3 +456,12 @@ def test_04x_ip_version_field_is_rebuilt_from_the_address() -> None:
     result = Result.from_dict(data)
     assert [ip.family for ip in result.ips] == [4, 6]
     assert result.to_dict()["ips"] == data["ips"]
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+def test_interface_without_name_is_accepted(version: str) -> None:
+    """Upstream's Interface has a plain ``name`` string: an entry without it is read (as "")."""
+    result = Result.from_dict({"cniVersion": version, "interfaces": [{"mac": "0a:58:0a:00:00:02"}],
+                               "ips": [{"address": "10.0.0.2/24", "interface": 0}]})
+    assert result.interfaces[0].name == "" and result.interfaces[0].mac == "0a:58:0a:00:00:02"
+    assert result.to_dict()["interfaces"] == [{"name": "", "mac": "0a:58:0a:00:00:02"}]

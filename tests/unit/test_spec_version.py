@@ -42,13 +42,20 @@ def test_supported_matches_the_spec_version_example() -> None:
 @pytest.mark.parametrize(("text", "parts"), [
     ("0.1.0", (0, 1, 0)), ("1.1.0", (1, 1, 0)), ("10.20.30", (10, 20, 30)),
     ("0.0.0", (0, 0, 0)), ("01.2.3", (1, 2, 3)),
+    # as Go's version.ParseVersion: short forms, and "" is 0.1.0 (no version declared)
+    ("1.2", (1, 2, 0)), ("1", (1, 0, 0)), ("", (0, 1, 0)), ("+1.2", (1, 2, 0)),
 ])
 def test_parse(text: str, parts: tuple[int, int, int]) -> None:
     assert parse(text) == parts
 
 
-@pytest.mark.parametrize("text", ["", "1", "1.0", "1.0.0.0", "v1.0.0", "1.0.0-rc1", "1.a.0",
-                                  " 1.0.0", "1.0.0 ", "1..0", "-1.0.0", None, 1, 1.0])
+def test_short_versions_compare_as_upstream() -> None:
+    assert at_least("1.2", "1.1.0") and at_least("1.2", "1.2.0") and not at_least("1.2", "1.2.1")
+    assert at_least("1", "0.4.0") and not at_least("", "0.2.0")
+
+
+@pytest.mark.parametrize("text", ["1.0.0.0", "v1.0.0", "1.0.0-rc1", "1.a.0", "asdf.",
+                                  " 1.0.0", "1.0.0 ", "1..0", "0.", "..", None, 1, 1.0])
 def test_parse_rejects_malformed(text: Any) -> None:
     with pytest.raises(CNIError) as exc_info:
         parse(text)
@@ -143,8 +150,22 @@ def test_version_answer_of_a_020_plugin() -> None:
     assert info.supported_versions == ("0.1.0", "0.2.0")
 
 
-def test_version_answer_of_a_010_plugin() -> None:
-    assert VersionInfo.from_dict({"cniVersion": "0.1.0"}).supported_versions == ("0.1.0",)
+@pytest.mark.parametrize(("data", "message"), [
+    ({"cniVersion": "0.1.0"}, "missing field supportedVersions"),
+    ({"cniVersion": "1.0.0", "supportedVersions": []}, "missing field supportedVersions"),
+    ({"supportedVersions": ["1.0.0"]}, "missing field cniVersion"),
+    ({"cniVersion": "", "supportedVersions": ["1.0.0"]}, "missing field cniVersion"),
+])
+def test_version_answer_missing_fields_as_libcni(data: dict[str, Any], message: str) -> None:
+    """libcni's PluginDecoder: only a 0.2.0 answer may omit supportedVersions."""
+    with pytest.raises(CNIError) as exc_info:
+        VersionInfo.from_dict(data)
+    assert exc_info.value.code == 6 and message in str(exc_info.value)
+
+
+def test_version_answer_with_short_versions_is_read_verbatim() -> None:
+    info = VersionInfo.from_dict({"cniVersion": "1.2", "supportedVersions": ["1.0", "1.2"]})
+    assert info == VersionInfo("1.2", ("1.0", "1.2"))
 
 
 @pytest.mark.parametrize("data", [[], "1.0.0", None, 1])
