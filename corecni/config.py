@@ -129,12 +129,14 @@ def load_dir(directory: str) -> list[LoadedConfig]:
 def load_network(directory: str, name: str) -> NetworkConfigList:
     """The network called ``name`` (cnitool / libcni ``LoadConfList``).
 
-    The first file (lexical order) declaring ``name`` decides: if it cannot be loaded, the
+    As libcni, ``.conflist`` files are searched first, then ``.conf``/``.json`` files, each
+    in lexical order. The first file declaring ``name`` decides: if it cannot be loaded, the
     error names it and says why. When no file declares ``name``, the error still lists the
     files that could not be loaded, since the network may be in one of them.
     """
     broken = []
-    for entry in load_dir(directory):
+    entries = sorted(load_dir(directory), key=lambda e: not e.path.endswith(".conflist"))
+    for entry in entries:
         if entry.network is not None:
             if entry.network.name == name:
                 return entry.network

@@ -129,7 +129,9 @@ def exec_version(exe: str, timeout: float | None = DEFAULT_TIMEOUT) -> VersionIn
     """Ask a plugin what it speaks; pre-0.2 plugins that refuse VERSION speak 0.1.0."""
     stdin = json.dumps({"cniVersion": CURRENT}).encode()
     try:
-        env = {**os.environ, "CNI_COMMAND": "VERSION"}
+        # as libcni: dummy values for the variables very old plugins require
+        env = {**os.environ, "CNI_COMMAND": "VERSION", "CNI_CONTAINERID": "",
+               "CNI_NETNS": "dummy", "CNI_ARGS": "", "CNI_IFNAME": "dummy", "CNI_PATH": "dummy"}
         stdout = exec_plugin(exe, stdin, env, timeout)
     except CNIError as exc:
         if "unknown CNI_COMMAND: VERSION" in exc.msg:
