@@ -81,10 +81,10 @@ pytest -q                              # unit tests anywhere; integration tests 
 ```
 
 `tests/test_unit.py` runs the hooks against `corecni.testing.fake_net.FakeBackend`
-(no kernel, no privileges). `tests/test_integration.py` runs the plugin in-process
-through `corecni.runtime.CNIRuntime` inside throwaway network namespaces (the
-`node_netns`/`container_netns` fixtures of corecni's pytest plugin) and checks
-kernel state.$partner_note
+(no kernel, no privileges). `tests/test_integration.py` runs the plugin through
+`corecni.runtime.CNIRuntime` twice, in-process and exec'd through its launcher,
+inside throwaway network namespaces (the `node_netns`/`container_netns` fixtures
+of corecni's pytest plugin) and checks kernel state.$partner_note
 """
 
 _INIT = '''\
@@ -294,7 +294,7 @@ def test_the_entry_point_names_the_type() -> None:
 '''
 
 _INTERFACE_INTEGRATION = '''\
-"""$type in real namespaces, in-process through corecni's runtime (needs root).
+"""$type in real namespaces, through corecni's runtime, in-process and exec'd (needs root).
 
 The chain is $type with the ``static`` IPAM plugin (corecni-contrib's in-process,
 or Debian's Go plugin exec'd from ``chain_partners``): the container gets a veth with its
@@ -306,26 +306,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
-from corecni.testing import ip_json
+from corecni.testing import MODES, cni_bin_dir, ip_json, plugin_runtime
 
 PARTNERS = ("static",)
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, chain_partners: str) -> CNIRuntime:
-    """corecni's runtime, finding the chain's other plugins in ``chain_partners`` (a
-    CNI_PATH with launchers for the installed corecni plugins and Debian's Go ones)."""
-    registry = Registry(path=(chain_partners,))
-    registry.register("$type", "$package.plugin")
+@pytest.fixture(params=MODES)
+def runtime(request: pytest.FixtureRequest, tmp_path: Path, chain_partners: str) -> CNIRuntime:
+    """corecni's runtime running $type in-process, then exec'd through its launcher
+    (the same test, both roads). The chain's other plugins come from ``chain_partners``
+    (launchers for the installed corecni plugins, and Debian's Go plugins) in-process;
+    exec'd, as on a node where everything is exec'd, Go's come first when present."""
+    partners = (chain_partners if request.param == "in-process"
+                else cni_bin_dir(tmp_path / "partners", prefer="go"))
+    runtime = plugin_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
+                             search=(partners,))
+    assert runtime.registry is not None
     for partner in PARTNERS:
         try:
-            registry.resolve(partner)
+            runtime.registry.resolve(partner)
         except Exception as exc:
             pytest.skip(f"chain partner {partner!r} not found: {exc}")
-    return CNIRuntime(registry=registry, cache_dir=str(tmp_path))
+    return runtime
 
 
 def network() -> NetworkConfigList:
@@ -612,7 +616,7 @@ def test_the_entry_point_names_the_type() -> None:
 '''
 
 _IPAM_INTEGRATION = '''\
-"""$type in real namespaces, in-process through corecni's runtime (needs root).
+"""$type in real namespaces, through corecni's runtime, in-process and exec'd (needs root).
 
 An IPAM plugin is called by an interface plugin: here ``ptp`` (corecni-contrib's
 in-process, which calls $type in-process too; or Debian's Go plugin exec'd,
@@ -625,23 +629,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
-from corecni.testing import ip_json
+from corecni.testing import MODES, cni_bin_dir, ip_json, plugin_runtime
+
+PARTNERS = ("ptp",)
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, chain_partners: str) -> CNIRuntime:
-    """corecni's runtime, finding the chain's other plugins in ``chain_partners`` (a
-    CNI_PATH with launchers for the installed corecni plugins and Debian's Go ones)."""
-    registry = Registry(path=(chain_partners,))
-    registry.register("$type", "$package.plugin")
-    try:
-        registry.resolve("ptp")
-    except Exception as exc:
-        pytest.skip(f"chain partner 'ptp' not found: {exc}")
-    return CNIRuntime(registry=registry, cache_dir=str(tmp_path / "cache"))
+@pytest.fixture(params=MODES)
+def runtime(request: pytest.FixtureRequest, tmp_path: Path, chain_partners: str) -> CNIRuntime:
+    """corecni's runtime running $type in-process, then exec'd through its launcher
+    (the same test, both roads). The chain's other plugins come from ``chain_partners``
+    (launchers for the installed corecni plugins, and Debian's Go plugins) in-process;
+    exec'd, as on a node where everything is exec'd, Go's come first when present."""
+    partners = (chain_partners if request.param == "in-process"
+                else cni_bin_dir(tmp_path / "partners", prefer="go"))
+    runtime = plugin_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
+                             search=(partners,))
+    assert runtime.registry is not None
+    for partner in PARTNERS:
+        try:
+            runtime.registry.resolve(partner)
+        except Exception as exc:
+            pytest.skip(f"chain partner {partner!r} not found: {exc}")
+    return runtime
 
 
 def network(store: Path) -> NetworkConfigList:
@@ -831,7 +842,7 @@ def test_the_entry_point_names_the_type() -> None:
 '''
 
 _META_INTEGRATION = '''\
-"""$type in real namespaces, in-process through corecni's runtime (needs root).
+"""$type in real namespaces, through corecni's runtime, in-process and exec'd (needs root).
 
 The chain is ``ptp`` (with ``static`` IPAM) then $type: corecni-contrib's
 plugins in-process, or Debian's Go plugins exec'd from ``chain_partners``. $type runs
@@ -845,26 +856,30 @@ from pathlib import Path
 
 import pytest
 from corecni.kit import CNIError
-from corecni.registry import Registry
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
-from corecni.testing import ip_json, ns_name
+from corecni.testing import MODES, cni_bin_dir, ip_json, ns_name, plugin_runtime
 
 PARTNERS = ("ptp", "static")
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, chain_partners: str) -> CNIRuntime:
-    """corecni's runtime, finding the chain's other plugins in ``chain_partners`` (a
-    CNI_PATH with launchers for the installed corecni plugins and Debian's Go ones)."""
-    registry = Registry(path=(chain_partners,))
-    registry.register("$type", "$package.plugin")
+@pytest.fixture(params=MODES)
+def runtime(request: pytest.FixtureRequest, tmp_path: Path, chain_partners: str) -> CNIRuntime:
+    """corecni's runtime running $type in-process, then exec'd through its launcher
+    (the same test, both roads). The chain's other plugins come from ``chain_partners``
+    (launchers for the installed corecni plugins, and Debian's Go plugins) in-process;
+    exec'd, as on a node where everything is exec'd, Go's come first when present."""
+    partners = (chain_partners if request.param == "in-process"
+                else cni_bin_dir(tmp_path / "partners", prefer="go"))
+    runtime = plugin_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
+                             search=(partners,))
+    assert runtime.registry is not None
     for partner in PARTNERS:
         try:
-            registry.resolve(partner)
+            runtime.registry.resolve(partner)
         except Exception as exc:
             pytest.skip(f"chain partner {partner!r} not found: {exc}")
-    return CNIRuntime(registry=registry, cache_dir=str(tmp_path))
+    return runtime
 
 
 def network() -> NetworkConfigList:
