@@ -185,6 +185,34 @@ def assert_one_address_result(result: dict[str, Any], ctr: str, mac: str, gatewa
     }
 
 
+#: the suite's recording IPAM test plugin (tests/plugins/fixed_ipam.py)
+FIXED_IPAM = {"fixed-ipam": "tests.plugins.fixed_ipam"}
+
+
+def logged_calls(log: Path) -> list[tuple[str, str]]:
+    """(plugin, command) of each call a tests/plugins plugin recorded in ``log``."""
+    if not log.exists():
+        return []
+    return [(c["who"], c["command"]) for c in map(json.loads, log.read_text().splitlines())]
+
+
+def assert_status_is_ipams(plugin_type: str, mode: str, node: str, tmp: Path,
+                           conf: Mapping[str, Any]) -> None:
+    """STATUS of an interface plugin is its IPAM plugin's: "ready" without IPAM; with
+    IPAM, the IPAM plugin is asked (its log shows STATUS) and its 50 comes back."""
+    install_launchers(tmp / "bin", FIXED_IPAM)  # on CNI_PATH for the exec'd plugin
+    cni = plugin_cni(plugin_type, mode, node, tmp, extra=FIXED_IPAM)
+    cni.status(conf)
+    log = tmp / "ipam.log"  # the test plugins log where the (whole) config says
+    ipam = {"type": "fixed-ipam"}
+    cni.status({**conf, "log": str(log), "ipam": ipam})
+    assert logged_calls(log) == [("fixed-ipam", "STATUS")]
+    with expect_error(50, "not ready"):
+        cni.status({**conf, "log": str(log),
+                    "ipam": {**ipam, "fail": {"STATUS": [50, "not ready"]}}})
+    assert logged_calls(log) == [("fixed-ipam", "STATUS")] * 2
+
+
 def assert_late_failures_leave_nothing(cni: NodeCni, conf: Mapping[str, Any], ctr: str,
                                        tmp: Path, nothing_left: Callable[..., None]) -> None:
     """Two ADDs of ``conf`` that fail once the plugin is under way, each followed by

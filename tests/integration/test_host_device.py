@@ -32,6 +32,7 @@ from tests.integration._harness import (
     NsFactory,
     assert_late_failures_leave_nothing,
     assert_one_address_result,
+    assert_status_is_ipams,
     host_local,
     plugin_cni,
     reserved,
@@ -203,5 +204,7 @@ def test_errors_are_clear_and_leave_nothing(mode: str, node: str, container_netn
 
 
 def test_status(variant: str, node: str, tmp_path: Path) -> None:
-    host_device(variant, node, tmp_path).status({"type": "host-device", "device": "phys1"})
+    """STATUS is the IPAM plugin's: ready without IPAM, else what the IPAM plugin says."""
+    assert_status_is_ipams("host-device", variant, node, tmp_path,
+                           {"type": "host-device", "device": "phys1"})
 

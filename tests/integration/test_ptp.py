@@ -25,6 +25,7 @@ from corecni.testing import (
     addrs,
     conflist,
     eventually,
+    expect_error,
     ip,
     link_info,
     link_names,
@@ -193,7 +194,11 @@ def test_status_and_gc(cni: NodeCni, netns_factory: NsFactory, tmp_path: Path) -
     cfg = conf(tmp_path, ipMasqBackend="nftables")  # GC collects the nftables layout
     cfg["cniVersion"] = "1.1.0"
     net = NetworkConfigList.from_dict(cfg)
-    cni.runtime.get_status_network_list(net)
+    cni.runtime.get_status_network_list(net)  # ready; and host-local's "not ready" comes back:
+    (tmp_path / "afile").write_text("")
+    unwritable = {**cfg["plugins"][0]["ipam"], "dataDir": str(tmp_path / "afile" / "sub")}
+    with expect_error(50, "not writable"):
+        cni.status({**cfg, "plugins": [{**cfg["plugins"][0], "ipam": unwritable}]})
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     cni.add(cfg, ctrs[0], "c0")
     other = NodeCni(with_host_local("ptp", "in-process", tmp_path / "other"), cni.node)

@@ -33,3 +33,10 @@ def ipam_del(request: Request) -> None:
 def ipam_check(request: Request) -> None:
     record(request, "fixed-ipam")
     maybe_fail(request, "fixed-ipam", _ipam(request))
+
+
+@hookimpl
+def plugin_status(request: Request) -> None:
+    """Ready unless ``ipam.fail.STATUS`` says otherwise (a 50/51 error)."""
+    record(request, "fixed-ipam")
+    maybe_fail(request, "fixed-ipam", _ipam(request))
