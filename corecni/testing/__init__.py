@@ -24,7 +24,7 @@ And these helpers, by concern:
 
 * requests for a hook: ``plugin_request`` (config dict/keywords -> ``Request``,
   CNI_* defaults, ``prev_result``, ``net=FakeBackend()``), ``FakeBackend``,
-  ``FakeDelegate``;
+  ``FakeDelegate``, ``make_link`` (a link to put in a fake namespace);
 * running a plugin: ``run_in_process``, ``run_exec``, ``Outcome``,
   ``normalise_result``, ``expect_error``; whole lists from a node namespace:
   ``plugin_runtime``, ``NodeCni``, ``PluginCni``, ``conflist``;
@@ -67,7 +67,7 @@ from pathlib import Path
 import pytest
 
 from corecni import netns
-from corecni.testing.fake_net import CTR, FakeBackend, FakeDelegate
+from corecni.testing.fake_net import CTR, FakeBackend, FakeDelegate, make_link
 from corecni.testing.kernel import (
     addrs,
     default_via,
@@ -144,6 +144,7 @@ __all__ = [
     "ip_json",
     "link_info",
     "link_names",
+    "make_link",
     "needs_root",
     "netns_prefix",
     "netns_state",

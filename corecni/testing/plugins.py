@@ -11,6 +11,7 @@ CNI_PATH (``cni_bin_dir``; the ``chain_partners`` fixture).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
@@ -45,18 +46,37 @@ def go_plugin_path(plugin_type: str) -> str | None:
     return binary if os.access(binary, os.X_OK) else None
 
 
+def import_root(target: str) -> str | None:
+    """The ``sys.path`` entry the module of ``target`` (``pkg.mod[:attr]``) imports from."""
+    top = target.partition(":")[0].partition(".")[0]
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.origin or found.origin in ("built-in", "frozen"):
+        return None
+    origin = os.path.dirname(found.origin)
+    return os.path.dirname(origin) if found.submodule_search_locations else origin
+
+
 def install_launchers(bindir: str | os.PathLike[str],
                       plugins: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
     """Write a launcher per plugin into ``bindir`` (as ``corecni install`` does); their paths.
 
     ``plugins`` maps CNI types to import targets, or lists types of installed
-    plugins (their targets come from the entry points).
+    plugins (their targets come from the entry points). Each launcher's marker
+    names its plugin's import root, so a Python plugin that finds it on CNI_PATH
+    and runs it in-process can import it even when the two plugins were
+    installed into different places (an editable install, ``pip --target``).
     """
     targets = dict(plugins) if isinstance(plugins, Mapping) \
         else {t: plugin_target(t) for t in plugins}
-    launcher.install(os.fspath(bindir),
-                     [launcher.LauncherSpec(t, target) for t, target in targets.items()],
-                     force=True)
+    specs = []
+    for plugin_type, target in targets.items():
+        root = import_root(target)
+        specs.append(launcher.LauncherSpec(plugin_type, target,
+                                           sys_path=(root,) if root else ()))
+    launcher.install(os.fspath(bindir), specs, force=True)
     return {t: os.path.join(os.fspath(bindir), t) for t in targets}
 
 

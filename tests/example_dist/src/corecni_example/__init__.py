@@ -1,0 +1,1 @@
+"""Example third-party CNI plugins for corecni (see README.md)."""
