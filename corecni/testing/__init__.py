@@ -38,24 +38,32 @@ And these helpers, by concern:
 
 A unit test of a hook, no kernel needed:
 
-    from corecni.testing import plugin_request
+    from corecni.testing import FakeBackend, plugin_request
 
     def test_sets_mtu():
-        req = plugin_request(type="mine", mtu=1400, prev_result=PREV)
+        fake = FakeBackend()
+        req = plugin_request(type="mine", mtu=1400, prev_result=PREV, net=fake)
         mine.meta_add(req, req.prev_result)
-        assert req.net.ops("set_link") == [(req.netns, "set_link", ("eth0",), {"mtu": 1400})]
+        assert fake.ops("set_link") == [(req.netns, "set_link", ("eth0",), {"mtu": 1400})]
 
-An integration test, in-process and exec'd:
+An integration test, in-process and exec'd, each in its own node (the
+chain's IPAM found in ``chain_partners``), compared:
 
-    @pytest.mark.parametrize("mode", MODES)
-    def test_add(mode, node_netns, container_netns, chain_partners):
-        req = plugin_request(conf, netns=container_netns, path=[chain_partners], net=None)
-        if mode == "exec":
-            [binary] = install_launchers(tmp_path, ["mine"]).values()
-            outcome = run_exec(binary, req, node=node_netns)
-        else:
-            outcome = run_in_process(req, node=node_netns)
-        assert outcome.ok and addrs(container_netns, "eth0") == {...}
+    def test_same_both_ways(netns_factory, chain_partners, tmp_path):
+        [binary] = install_launchers(tmp_path / "bin", ["mine"]).values()
+        outcomes, states = [], []
+        for mode in MODES:
+            node, ctr = netns_factory("node"), netns_factory("ctr")
+            req = plugin_request(CONF, netns=ctr, path=[chain_partners], net=None)
+            outcome = run_in_process(req, node=node) if mode == "in-process" \
+                else run_exec(binary, req, node=node)
+            assert outcome.ok and ping(ctr, GATEWAY)
+            outcomes.append(normalise_result(outcome))
+            states.append(netns_state(ctr))
+        assert outcomes[0] == outcomes[1] and states[0] == states[1]
+
+``tests/example_dist`` in corecni's repository is a whole third-party
+distribution tested this way.
 """
 
 from __future__ import annotations
