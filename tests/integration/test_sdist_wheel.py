@@ -3,7 +3,7 @@
 What a user does: ``python -m build`` (the sdist, then the wheel built FROM the
 sdist, so a file missing from the sdist breaks the native module), ``pip
 install`` both distributions into a new venv, then ``corecni doctor`` and
-``corecni install``, and a runtime execs an installed launcher. The build runs
+``corecni install``, and a runtime execs an installed shim and launcher. The build runs
 on a copy of the tracked files, so no build output lands in the tree; the
 packages come from the configured index, as for ``make venv``. About 50 s.
 """
@@ -84,11 +84,16 @@ def test_installed_corecni_runs_native_from_its_venv(fresh_venv: Path) -> None:
 
 
 def test_installed_launcher_answers_version(fresh_venv: Path, tmp_path: Path) -> None:
+    """``corecni install`` writes the native shim (built into the wheel) with the Python
+    launcher behind it; with no daemon running, the shim falls back to the launcher."""
     bindir = tmp_path / "bin"
-    _run(fresh_venv / "bin" / "corecni", "install", "--dir", bindir, cwd="/")
-    bridge = bindir / "bridge"
-    assert bridge.read_text().startswith(f"#!{fresh_venv}/bin/python")
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION"}
-    out = _run(bridge, input=json.dumps({"cniVersion": "1.1.0"}), env=env, cwd="/").stdout
-    info = json.loads(out)
-    assert info["cniVersion"] == "1.1.0" and "0.4.0" in info["supportedVersions"]
+    installed = _run(fresh_venv / "bin" / "corecni", "install", "--dir", bindir, cwd="/").stdout
+    assert "bridge: installed (shim)" in installed, installed
+    behind = bindir / ".corecni" / "bridge"
+    assert behind.read_text().startswith(f"#!{fresh_venv}/bin/python")
+    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION",
+           "CORECNI_DAEMON_SOCKET": str(tmp_path / "no-daemon.sock")}
+    for exe in (bindir / "bridge", behind):
+        out = _run(exe, input=json.dumps({"cniVersion": "1.1.0"}), env=env, cwd="/").stdout
+        info = json.loads(out)
+        assert info["cniVersion"] == "1.1.0" and "0.4.0" in info["supportedVersions"]
