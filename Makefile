@@ -23,7 +23,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py native/*.cdef native/shim/*)
+$(STAMP): pyproject.toml contrib/pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py native/*.cdef native/*.def native/shim/*)
 	$(MAKE) deps
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -17,9 +17,10 @@
  *   op     := u32 len (header + attrs, multiple of 4) | u16 code | u16 flags | attr *
  *   attr   := u16 len (4 + payload, unpadded) | u16 type | payload | pad to 4
  *
- * Strings are NUL-terminated, integers u32, addresses raw (4 or 16 bytes),
- * MACs raw bytes. Codes, flags and attribute types are the CN_OP_*, CN_F_*
- * and CN_A_* values below.
+ * Payloads by attribute class (CN_AC_*, below): strings NUL-terminated,
+ * integers u32 or u64, addresses raw (4 or 16 bytes), MACs raw bytes. Codes,
+ * flags and attribute types are the CN_OP_*, CN_F_* and CN_A_* values that
+ * cn_abi.def declares (the only place they are written).
  */
 
 #include <stddef.h>
@@ -28,63 +29,45 @@ enum {
     CN_BATCH_MAGIC = 0x31424e43,
 };
 
+/* Op codes, flags and attribute types: the X-macro list in cn_abi.def. Op
+ * codes and attribute types run from 1 without gaps. */
 enum cn_op_code {
-    CN_OP_ADD_VETH = 1,
-    CN_OP_ADD_BRIDGE = 2,
-    CN_OP_ADD_MACVLAN = 3,
-    CN_OP_ADD_IPVLAN = 4,
-    CN_OP_ADD_VLAN = 5,
-    CN_OP_SET_LINK = 6,
-    CN_OP_DEL_LINK = 7,
-    CN_OP_ADD_ADDR = 8,
-    CN_OP_DEL_ADDR = 9,
-    CN_OP_ADD_ROUTE = 10,
-    CN_OP_DEL_ROUTE = 11,
-    CN_OP_ADD_NEIGH = 12,
-    CN_OP_MAX = 12,
+#define CN_OP(name, code) CN_OP_##name = code,
+#include "cn_abi.def"
 };
 
 enum cn_op_flag {
-    CN_F_MISSING_OK = 1,
-    CN_F_REPLACE = 2,
-    CN_F_NODAD = 4,
-    CN_F_NOMASTER = 8,
-    CN_F_PERMANENT = 16,
+#define CN_FLAG(name, bit) CN_F_##name = bit,
+#include "cn_abi.def"
+};
+
+/* How an attribute's payload is checked (C) and encoded (Python). */
+enum cn_attr_class {
+    CN_AC_IFNAME = 1,  /* NUL-terminated interface name, < IFNAMSIZ */
+    CN_AC_STR = 2,     /* NUL-terminated string, may be empty */
+    CN_AC_IP = 3,      /* raw IPv4 or IPv6 address (4 or 16 bytes) */
+    CN_AC_HW = 4,      /* raw hardware address, 1..32 bytes */
+    CN_AC_U32 = 5,
+    CN_AC_U64 = 6,
 };
 
 enum cn_attr_type {
-    CN_A_NAME = 1,        /* str: the link the op is about */
-    CN_A_PEER = 2,        /* str: veth peer name */
-    CN_A_PEER_NETNS = 3,  /* str: path of the veth peer's namespace */
-    CN_A_NETNS = 4,       /* str: namespace path to create in / move to */
-    CN_A_MTU = 5,         /* u32: link MTU, or route MTU metric */
-    CN_A_MAC = 6,         /* bytes */
-    CN_A_PEER_MAC = 7,    /* bytes */
-    CN_A_MASTER = 8,      /* str: master / lower link name */
-    CN_A_MODE = 9,        /* u32: macvlan mode bits, ipvlan mode */
-    CN_A_IPVLAN_FLAG = 10,/* u32 */
-    CN_A_VLAN_ID = 11,    /* u32 */
-    CN_A_VLAN_FILTERING = 12, /* u32 0/1 */
-    CN_A_UP = 13,         /* u32 0/1 */
-    CN_A_RENAME = 14,     /* str */
-    CN_A_PROMISC = 15,    /* u32 0/1 */
-    CN_A_HAIRPIN = 16,    /* u32 0/1 */
-    CN_A_ALIAS = 17,      /* str */
-    CN_A_FAMILY = 18,     /* u32 AF_INET / AF_INET6 */
-    CN_A_ADDR = 19,       /* bytes: interface address, neighbour IP */
-    CN_A_PREFIXLEN = 20,  /* u32: address prefix / route dst_len */
-    CN_A_GATEWAY = 21,    /* bytes */
-    CN_A_TABLE = 22,      /* u32 */
-    CN_A_PRIORITY = 23,   /* u32 */
-    CN_A_SCOPE = 24,      /* u32 */
-    CN_A_ADVMSS = 25,     /* u32 */
-    CN_A_SRC = 26,        /* bytes: route preferred source */
-    CN_A_PROTO = 27,      /* u32 */
-    CN_A_LLADDR = 28,     /* bytes */
-    CN_A_DST = 29,        /* bytes: route destination */
-    CN_A_IFNAME = 30,     /* str: device of an address / route / neighbour */
-    CN_A_MAX = 30,
+#define CN_ATTR(name, type, cls) CN_A_##name = type,
+#include "cn_abi.def"
 };
+
+enum {
+    CN_OP_MAX = 0
+#define CN_OP(name, code) + 1
+#include "cn_abi.def"
+    ,
+    CN_A_MAX = 0
+#define CN_ATTR(name, type, cls) + 1
+#include "cn_abi.def"
+};
+
+/* The class (CN_AC_*) of attribute type t, 0 when there is no such type. */
+int cn_attr_class(int t);
 
 /* One failed request: index of the op in the batch, positive errno, and the
  * kernel's extended-ack message (or a note from the batcher), maybe empty. */
@@ -146,6 +129,10 @@ struct cn_link {
     unsigned int mode;       /* IFLA_MACVLAN_MODE bits / IFLA_IPVLAN_MODE */
     int has_vlan_id;         /* vlan: the kernel reported an ID */
     unsigned int vlan_id;    /* IFLA_VLAN_ID */
+    int allmulti;            /* IFF_ALLMULTI as set by the user */
+    unsigned int txqlen;     /* IFLA_TXQLEN */
+    int has_table;           /* vrf: the kernel reported a table */
+    unsigned int table;      /* IFLA_VRF_TABLE */
 };
 
 struct cn_addr {
@@ -186,6 +173,45 @@ struct cn_neigh {
     unsigned int flags;
 };
 
+struct cn_qdisc {
+    int index;
+    char ifname[16];
+    char kind[32];
+    unsigned int handle;
+    unsigned int parent;
+    int has_tbf;             /* tbf: the parameters below are set */
+    unsigned long long rate; /* bytes/s (TCA_TBF_RATE64 when larger than 32 bits) */
+    unsigned int buffer;     /* psched ticks */
+    unsigned int limit;      /* bytes */
+};
+
+struct cn_filter {
+    int index;
+    char ifname[16];
+    char kind[32];           /* "u32", "matchall", ... */
+    unsigned int handle;
+    unsigned int parent;
+    unsigned int priority;
+    unsigned int protocol;   /* ethernet protocol, host order */
+    unsigned int classid;    /* 0 when none */
+    int redirect_index;      /* mirred egress redirect target, 0 when none */
+    char redirect[16];       /* its name, "" when none or not resolvable */
+};
+
+struct cn_rule {
+    int family;
+    unsigned int table;
+    int has_priority;
+    unsigned int priority;
+    int action;              /* FR_ACT_* */
+    char src[48];            /* "" when none */
+    int src_len;
+    char dst[48];            /* "" when none */
+    int dst_len;
+    char iifname[16];        /* "" when none */
+    char oifname[16];        /* "" when none */
+};
+
 /* Dumps: return the count (>= 0) with *out an array to free with cn_free,
  * or -errno. A family of 0 means all. cn_dump_links with a name returns that
  * link only (0 entries when it does not exist). */
@@ -193,6 +219,12 @@ int cn_dump_links(const char *netns, const char *name, struct cn_link **out);
 int cn_dump_addrs(const char *netns, int family, struct cn_addr **out);
 int cn_dump_routes(const char *netns, int family, struct cn_route **out);
 int cn_dump_neighs(const char *netns, int family, struct cn_neigh **out);
+int cn_dump_qdiscs(const char *netns, struct cn_qdisc **out);
+/* The filters of link `ifname` below the qdisc `parent` (0: the root qdisc;
+ * 0xfffffff1: ingress); -ENODEV when there is no such link. */
+int cn_dump_filters(const char *netns, const char *ifname, unsigned int parent,
+                    struct cn_filter **out);
+int cn_dump_rules(const char *netns, int family, struct cn_rule **out);
 void cn_free(void *p);
 
 /* Parse one RTM_NEWLINK message of len bytes (as a link dump returns it) into

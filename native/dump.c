@@ -1,4 +1,5 @@
-/* Read-back dumps: links, addresses, routes, neighbours of one namespace. */
+/* Read-back dumps: links, addresses, routes, neighbours, qdiscs, filters and
+ * rules of one namespace. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -10,9 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/fib_rules.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/tc_act/tc_mirred.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
@@ -206,6 +211,13 @@ static void link_kind_data(struct cn_link *l, const struct nlattr *data)
             l->has_mode = 1;
             l->mode = nla_u16(iv[IFLA_IPVLAN_MODE]);
         }
+    } else if (strcmp(l->kind, "vrf") == 0) {
+        struct nlattr *vr[IFLA_VRF_MAX + 1];
+        cn_parse_nested(vr, IFLA_VRF_MAX, data);
+        if (vr[IFLA_VRF_TABLE]) {
+            l->has_table = 1;
+            l->table = nla_u32(vr[IFLA_VRF_TABLE]);
+        }
     } else if (strcmp(l->kind, "vlan") == 0) {
         struct nlattr *vl[IFLA_VLAN_MAX + 1];
         cn_parse_nested(vl, IFLA_VLAN_MAX, data);
@@ -233,10 +245,12 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
     l->index = ifi->ifi_index;
     l->up = (ifi->ifi_flags & IFF_UP) != 0;
     l->promisc = (ifi->ifi_flags & IFF_PROMISC) != 0;
+    l->allmulti = (ifi->ifi_flags & IFF_ALLMULTI) != 0;
     l->hairpin = -1;
     l->vlan_filtering = -1;
     nla_str(l->name, sizeof l->name, tb[IFLA_IFNAME]);
     l->mtu = nla_u32(tb[IFLA_MTU]);
+    l->txqlen = nla_u32(tb[IFLA_TXQLEN]);
     fmt_hw(l->mac, sizeof l->mac, tb[IFLA_ADDRESS]);
     *master = (int)nla_u32(tb[IFLA_MASTER]);
     if (tb[IFLA_LINK]) {
@@ -500,4 +514,182 @@ int cn_dump_neighs(const char *netns, int family, struct cn_neigh **out)
 {
     return dump_generic(netns, RTM_GETNEIGH, RTM_NEWNEIGH, family, sizeof(struct ndmsg),
                         sizeof(struct cn_neigh), neigh_cb, (void **)out);
+}
+
+/* ---- traffic control ---------------------------------------------------- */
+
+static int qdisc_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct dump_ctx *dc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct tcmsg)))
+        return 0;
+    const struct tcmsg *tc = NLMSG_DATA(h);
+    struct nlattr *tb[TCA_MAX + 1];
+    cn_parse_msg(tb, TCA_MAX, h, sizeof *tc);
+    struct cn_qdisc *q = vec_add(&dc->v);
+    if (q == NULL)
+        return -ENOMEM;
+    q->index = tc->tcm_ifindex;
+    q->handle = tc->tcm_handle;
+    q->parent = tc->tcm_parent;
+    nla_str(q->kind, sizeof q->kind, tb[TCA_KIND]);
+    name_of(&dc->nm, q->index, q->ifname);
+    if (strcmp(q->kind, "tbf") == 0 && tb[TCA_OPTIONS]) {
+        struct nlattr *tbf[TCA_TBF_MAX + 1];
+        cn_parse_nested(tbf, TCA_TBF_MAX, tb[TCA_OPTIONS]);
+        const struct nlattr *parms = tbf[TCA_TBF_PARMS];
+        if (parms && CN_NLA_LEN(parms) >= (int)sizeof(struct tc_tbf_qopt)) {
+            struct tc_tbf_qopt qopt;
+            memcpy(&qopt, CN_NLA_DATA(parms), sizeof qopt);
+            q->has_tbf = 1;
+            q->rate = qopt.rate.rate;
+            q->buffer = qopt.buffer;
+            q->limit = qopt.limit;
+            if (tbf[TCA_TBF_RATE64] && CN_NLA_LEN(tbf[TCA_TBF_RATE64]) >= 8)
+                memcpy(&q->rate, CN_NLA_DATA(tbf[TCA_TBF_RATE64]), 8);
+        }
+    }
+    return 0;
+}
+
+int cn_dump_qdiscs(const char *netns, struct cn_qdisc **out)
+{
+    return dump_generic(netns, RTM_GETQDISC, RTM_NEWQDISC, 0, sizeof(struct tcmsg),
+                        sizeof(struct cn_qdisc), qdisc_cb, (void **)out);
+}
+
+/* The ifindex of the first mirred action in an action list (TCA_*_ACT). */
+static int mirred_target(const struct nlattr *acts)
+{
+    struct nlattr *list[TCA_ACT_MAX_PRIO + 1];
+    cn_parse_nested(list, TCA_ACT_MAX_PRIO, acts);
+    for (int k = 1; k <= TCA_ACT_MAX_PRIO; k++) {
+        if (list[k] == NULL)
+            continue;
+        struct nlattr *act[TCA_ACT_MAX + 1];
+        cn_parse_nested(act, TCA_ACT_MAX, list[k]);
+        char kind[32];
+        nla_str(kind, sizeof kind, act[TCA_ACT_KIND]);
+        if (strcmp(kind, "mirred") != 0 || act[TCA_ACT_OPTIONS] == NULL)
+            continue;
+        struct nlattr *mo[TCA_MIRRED_MAX + 1];
+        cn_parse_nested(mo, TCA_MIRRED_MAX, act[TCA_ACT_OPTIONS]);
+        if (mo[TCA_MIRRED_PARMS] && CN_NLA_LEN(mo[TCA_MIRRED_PARMS]) >= (int)sizeof(struct tc_mirred)) {
+            struct tc_mirred m;
+            memcpy(&m, CN_NLA_DATA(mo[TCA_MIRRED_PARMS]), sizeof m);
+            return (int)m.ifindex;
+        }
+    }
+    return 0;
+}
+
+/* One filter per match: a u32 dump also lists its hash tables, which carry no
+ * selector; those are skipped. */
+static int filter_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct dump_ctx *dc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct tcmsg)))
+        return 0;
+    const struct tcmsg *tc = NLMSG_DATA(h);
+    struct nlattr *tb[TCA_MAX + 1];
+    cn_parse_msg(tb, TCA_MAX, h, sizeof *tc);
+    char kind[32];
+    nla_str(kind, sizeof kind, tb[TCA_KIND]);
+    int is_u32 = strcmp(kind, "u32") == 0;
+    struct nlattr *opt[TCA_U32_MAX + 1];     /* TCA_U32_MAX > TCA_MATCHALL_MAX */
+    memset(opt, 0, sizeof opt);
+    if (tb[TCA_OPTIONS])
+        cn_parse_nested(opt, is_u32 ? TCA_U32_MAX : TCA_MATCHALL_MAX, tb[TCA_OPTIONS]);
+    if (is_u32 && opt[TCA_U32_SEL] == NULL)
+        return 0;
+    if (tb[TCA_OPTIONS] == NULL)
+        return 0;
+    struct cn_filter *f = vec_add(&dc->v);
+    if (f == NULL)
+        return -ENOMEM;
+    snprintf(f->kind, sizeof f->kind, "%s", kind);
+    f->index = tc->tcm_ifindex;
+    f->handle = tc->tcm_handle;
+    f->parent = tc->tcm_parent;
+    f->priority = TC_H_MAJ(tc->tcm_info) >> 16;
+    f->protocol = ntohs((uint16_t)TC_H_MIN(tc->tcm_info));
+    f->classid = nla_u32(opt[is_u32 ? TCA_U32_CLASSID : TCA_MATCHALL_CLASSID]);
+    const struct nlattr *acts = opt[is_u32 ? TCA_U32_ACT : TCA_MATCHALL_ACT];
+    if (acts)
+        f->redirect_index = mirred_target(acts);
+    name_of(&dc->nm, f->index, f->ifname);
+    name_of(&dc->nm, f->redirect_index, f->redirect);
+    return 0;
+}
+
+int cn_dump_filters(const char *netns, const char *ifname, unsigned int parent,
+                    struct cn_filter **out)
+{
+    *out = NULL;
+    if (ifname == NULL || ifname[0] == '\0' || strlen(ifname) >= IFNAMSIZ)
+        return -ENODEV;
+    int sock = cn_nl_socket(netns);
+    if (sock < 0)
+        return sock;
+    int index = cn_ifindex(sock, ifname);
+    if (index < 0) {
+        close(sock);
+        return index == -ENXIO ? -ENODEV : index;
+    }
+    struct dump_ctx dc = {.v = {.size = sizeof(struct cn_filter)}, .nm = {.sock = sock}};
+    struct nlbuf b;
+    nb_init(&b);
+    size_t off = nb_msg(&b, RTM_GETTFILTER, NLM_F_REQUEST | NLM_F_DUMP, 1, sizeof(struct tcmsg));
+    if (!b.oom) {
+        struct tcmsg *tc = nb_hdr(&b, off);
+        tc->tcm_ifindex = index;
+        tc->tcm_parent = parent;
+    }
+    nb_msg_end(&b, off);
+    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, RTM_NEWTFILTER, filter_cb, &dc);
+    nb_free(&b);
+    close(sock);
+    if (rc == -EINVAL || rc == -ENOENT)
+        rc = 0;                              /* no such qdisc: no filters */
+    if (rc < 0) {
+        free(dc.v.p);
+        return rc;
+    }
+    *out = dc.v.p;
+    return dc.v.n;
+}
+
+/* ---- rules ------------------------------------------------------------- */
+
+static int rule_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct dump_ctx *dc = arg;
+    const struct fib_rule_hdr *fr = wanted(dc, h, sizeof *fr);
+    if (fr == NULL)
+        return 0;
+    struct nlattr *tb[FRA_MAX + 1];
+    cn_parse_msg(tb, FRA_MAX, h, sizeof *fr);
+    struct cn_rule *r = vec_add(&dc->v);
+    if (r == NULL)
+        return -ENOMEM;
+    r->family = fr->family;
+    r->table = tb[FRA_TABLE] ? nla_u32(tb[FRA_TABLE]) : fr->table;
+    if (tb[FRA_PRIORITY]) {
+        r->has_priority = 1;
+        r->priority = nla_u32(tb[FRA_PRIORITY]);
+    }
+    r->action = fr->action;
+    r->src_len = fr->src_len;
+    r->dst_len = fr->dst_len;
+    fmt_ip(r->src, sizeof r->src, r->family, tb[FRA_SRC]);
+    fmt_ip(r->dst, sizeof r->dst, r->family, tb[FRA_DST]);
+    nla_str(r->iifname, sizeof r->iifname, tb[FRA_IIFNAME]);
+    nla_str(r->oifname, sizeof r->oifname, tb[FRA_OIFNAME]);
+    return 0;
+}
+
+int cn_dump_rules(const char *netns, int family, struct cn_rule **out)
+{
+    return dump_generic(netns, RTM_GETRULE, RTM_NEWRULE, family, sizeof(struct fib_rule_hdr),
+                        sizeof(struct cn_rule), rule_cb, (void **)out);
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 
 from corecni.net.base import Address, Batch, Link, Neighbour, NetBackend, NetError, Route
 
@@ -28,7 +29,6 @@ __all__ = [
 ]
 
 ENV_VAR = "CORECNI_NET_BACKEND"
-BACKENDS = ("native", "pyroute2")
 
 
 def _native_backend() -> tuple[NetBackend | None, str]:
@@ -48,41 +48,51 @@ def _native_backend() -> tuple[NetBackend | None, str]:
     return backend, ""
 
 
-def _pyroute2_backend() -> NetBackend:
-    # pyroute2 itself is imported by the backend on first use, not here.
+def _pyroute2_backend() -> tuple[NetBackend | None, str]:
+    """pyroute2 itself is imported by the backend on first use, not here."""
+    if importlib.util.find_spec("pyroute2") is None:  # found, not imported
+        return None, "pyroute2 is not installed"
     from corecni.net.pyroute2_backend import Pyroute2Backend
 
-    return Pyroute2Backend()
+    return Pyroute2Backend(), ""
+
+
+# The backends, preferred first: the one table the selection, ``auto`` and
+# ``available_backends`` read. A loader returns (backend, "") or (None, why not).
+_LOADERS: dict[str, Callable[[], tuple[NetBackend | None, str]]] = {
+    "native": _native_backend,
+    "pyroute2": _pyroute2_backend,
+}
+BACKENDS = tuple(_LOADERS)
 
 
 def get_backend(name: str | None = None) -> NetBackend:
     """The backend named ``name``, else by ``$CORECNI_NET_BACKEND``, else ``auto``.
 
-    ``auto`` prefers native and falls back to pyroute2 silently; asking for
-    ``native`` explicitly when it cannot load is an error, so a misconfigured
-    node is noticed instead of quietly running slower.
+    ``auto`` takes the first of ``BACKENDS`` that loads; asking for one by name
+    when it cannot load is an error, so a misconfigured node is noticed instead
+    of quietly running slower.
     """
     choice = (name or os.environ.get(ENV_VAR) or "auto").strip().lower()
-    if choice == "pyroute2":
-        return _pyroute2_backend()
-    if choice in ("native", "auto"):
-        backend, reason = _native_backend()
-        if backend is not None:
-            return backend
-        if choice == "native":
-            raise RuntimeError(f"net backend 'native' is unavailable: {reason}")
-        return _pyroute2_backend()
-    raise ValueError(
-        f"unknown net backend {choice!r} (from {'argument' if name else ENV_VAR}); "
-        "expected auto, native or pyroute2"
-    )
+    if choice == "auto":
+        reasons = []
+        for candidate, load in _LOADERS.items():
+            backend, reason = load()
+            if backend is not None:
+                return backend
+            reasons.append(f"{candidate}: {reason}")
+        raise RuntimeError(f"no net backend can load here ({'; '.join(reasons)})")
+    if choice not in _LOADERS:
+        raise ValueError(
+            f"unknown net backend {choice!r} (from {'argument' if name else ENV_VAR}); "
+            f"expected auto or one of {', '.join(BACKENDS)}"
+        )
+    backend, reason = _LOADERS[choice]()
+    if backend is None:
+        raise RuntimeError(f"net backend {choice!r} is unavailable: {reason}")
+    return backend
 
 
 def available_backends() -> list[str]:
     """Names of the backends that load on this machine, preferred first."""
-    names = []
-    if _native_backend()[0] is not None:
-        names.append("native")
-    if importlib.util.find_spec("pyroute2") is not None:  # found, not imported
-        names.append("pyroute2")
-    return names
+    return [name for name, load in _LOADERS.items() if load()[0] is not None]

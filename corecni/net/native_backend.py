@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from corecni._native import ffi, lib
@@ -43,58 +44,20 @@ from corecni.net.base import Address, Batch, Link, Neighbour, NetBackend, NetErr
 
 __all__ = ["NativeBackend", "NativeBatch"]
 
-# --- the serialized batch (mirrors native/corecni_native.h) -----------------
-BATCH_MAGIC = 0x31424E43
+# --- the serialized batch (layout in native/corecni_native.h) ---------------
+# Op codes, flags and attribute types are declared once, in native/cn_abi.def,
+# and read here from the compiled module: ``OP.ADD_VETH`` is ``lib.CN_OP_ADD_VETH``.
 
-OP_ADD_VETH = 1
-OP_ADD_BRIDGE = 2
-OP_ADD_MACVLAN = 3
-OP_ADD_IPVLAN = 4
-OP_ADD_VLAN = 5
-OP_SET_LINK = 6
-OP_DEL_LINK = 7
-OP_ADD_ADDR = 8
-OP_DEL_ADDR = 9
-OP_ADD_ROUTE = 10
-OP_DEL_ROUTE = 11
-OP_ADD_NEIGH = 12
 
-F_MISSING_OK = 1
-F_REPLACE = 2
-F_NODAD = 4
-F_NOMASTER = 8
-F_PERMANENT = 16
+def _from_lib(prefix: str) -> SimpleNamespace:
+    """Every ``lib.<prefix>NAME`` constant as attribute ``NAME``."""
+    return SimpleNamespace(**{name[len(prefix):]: getattr(lib, name)
+                              for name in dir(lib) if name.startswith(prefix)})
 
-A_NAME = 1
-A_PEER = 2
-A_PEER_NETNS = 3
-A_NETNS = 4
-A_MTU = 5
-A_MAC = 6
-A_PEER_MAC = 7
-A_MASTER = 8
-A_MODE = 9
-A_IPVLAN_FLAG = 10
-A_VLAN_ID = 11
-A_VLAN_FILTERING = 12
-A_UP = 13
-A_RENAME = 14
-A_PROMISC = 15
-A_HAIRPIN = 16
-A_ALIAS = 17
-A_FAMILY = 18
-A_ADDR = 19
-A_PREFIXLEN = 20
-A_GATEWAY = 21
-A_TABLE = 22
-A_PRIORITY = 23
-A_SCOPE = 24
-A_ADVMSS = 25
-A_SRC = 26
-A_PROTO = 27
-A_LLADDR = 28
-A_DST = 29
-A_IFNAME = 30
+
+OP = _from_lib("CN_OP_")
+F = _from_lib("CN_F_")
+A = _from_lib("CN_A_")
 
 IFNAMSIZ = 16
 STATS_FIELDS = ("phases", "messages", "sendmsgs", "recvs", "resolves", "rolled_back")
@@ -132,10 +95,6 @@ def _ifname(atype: int, name: str) -> bytes:
     return _str(atype, name, data)
 
 
-def _bool(atype: int, value: bool) -> bytes:
-    return _u32(atype, 1 if value else 0)
-
-
 def _mac(atype: int, mac: str) -> bytes:
     parts = mac.split(":")
     try:
@@ -147,20 +106,22 @@ def _mac(atype: int, mac: str) -> bytes:
     return _attr(atype, data)
 
 
-# How each attribute type is encoded (and checked): the one place that decides
-# it, mirroring the C parser's classes (string, interface name, IP, hardware
-# address, u32).
+def _u64(atype: int, value: int) -> bytes:
+    if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
+        raise ValueError(f"value out of range: {value}")
+    return _attr(atype, struct.pack("=Q", value))
+
+
+# How each attribute type is encoded (and checked): by its class, which the C
+# table in cn_abi.def gives (``lib.cn_attr_class``), so the C parser and this
+# encoder cannot disagree. IP payloads are packed by the callers.
 _Encoder = Callable[[int, Any], bytes]
-_ENCODERS: dict[int, _Encoder] = {
-    A_NAME: _ifname, A_PEER: _ifname, A_MASTER: _ifname, A_RENAME: _ifname, A_IFNAME: _ifname,
-    A_PEER_NETNS: _str, A_NETNS: _str, A_ALIAS: _str,
-    A_MAC: _mac, A_PEER_MAC: _mac, A_LLADDR: _mac,
-    A_ADDR: _attr, A_GATEWAY: _attr, A_SRC: _attr, A_DST: _attr,  # packed IP addresses
-    A_VLAN_FILTERING: _bool, A_UP: _bool, A_PROMISC: _bool, A_HAIRPIN: _bool,
-    A_MTU: _u32, A_MODE: _u32, A_IPVLAN_FLAG: _u32, A_VLAN_ID: _u32, A_FAMILY: _u32,
-    A_PREFIXLEN: _u32, A_TABLE: _u32, A_PRIORITY: _u32, A_SCOPE: _u32, A_ADVMSS: _u32,
-    A_PROTO: _u32,
+_BY_CLASS: dict[int, _Encoder] = {
+    lib.CN_AC_IFNAME: _ifname, lib.CN_AC_STR: _str, lib.CN_AC_IP: _attr, lib.CN_AC_HW: _mac,
+    lib.CN_AC_U32: _u32, lib.CN_AC_U64: _u64,
 }
+_ENCODERS: dict[int, _Encoder] = {
+    t: _BY_CLASS[lib.cn_attr_class(t)] for t in range(1, lib.CN_A_MAX + 1)}
 
 
 # (Plain loops: cheaper than comprehensions on 3.11, and this runs per request.)
@@ -255,9 +216,9 @@ class NativeBatch:
         applies to both ends."""
         op, obj = "add_veth", f"{name} peer {peer}"
         with invalid(op, obj):
-            attrs = _encode((A_NAME, name), (A_PEER, peer)) + _encode_given(
-                (A_PEER_NETNS, peer_netns), (A_MTU, mtu), (A_MAC, mac), (A_PEER_MAC, peer_mac))
-        return self._add(OP_ADD_VETH, op, obj, attrs)
+            attrs = _encode((A.NAME, name), (A.PEER, peer)) + _encode_given(
+                (A.PEER_NETNS, peer_netns), (A.MTU, mtu), (A.MAC, mac), (A.PEER_MAC, peer_mac))
+        return self._add(OP.ADD_VETH, op, obj, attrs)
 
     def add_bridge(self, name: str, *, mtu: int | None = None, mac: str | None = None,
                    vlan_filtering: bool | None = None) -> NativeBatch:
@@ -265,17 +226,17 @@ class NativeBatch:
         without bridge VLAN filtering reject the attribute even when off)."""
         op, obj = "add_bridge", name
         with invalid(op, obj):
-            attrs = _encode((A_NAME, name)) + _encode_given(
-                (A_MTU, mtu), (A_MAC, mac), (A_VLAN_FILTERING, True if vlan_filtering else None))
-        return self._add(OP_ADD_BRIDGE, op, obj, attrs)
+            attrs = _encode((A.NAME, name)) + _encode_given(
+                (A.MTU, mtu), (A.MAC, mac), (A.VLAN_FILTERING, True if vlan_filtering else None))
+        return self._add(OP.ADD_BRIDGE, op, obj, attrs)
 
     @staticmethod
     def _lower(name: str, master: str, netns: str | None, mtu: int | None,
                *kind_fields: tuple[int, Any]) -> list[bytes]:
         """A link created on ``master``: the common attributes, then the kind's own
         (each kind's required values are never ``None``)."""
-        return _encode((A_NAME, name), (A_MASTER, master)) + _encode_given(
-            (A_NETNS, netns), (A_MTU, mtu), *kind_fields)
+        return _encode((A.NAME, name), (A.MASTER, master)) + _encode_given(
+            (A.NETNS, netns), (A.MTU, mtu), *kind_fields)
 
     def add_macvlan(self, name: str, master: str, *, mode: str = "bridge",
                     netns: str | None = None, mtu: int | None = None,
@@ -283,9 +244,9 @@ class NativeBatch:
         """Created on ``master`` (here) directly inside ``netns``."""
         op, obj = "add_macvlan", f"{name} on {master}"
         with invalid(op, obj):
-            attrs = self._lower(name, master, netns, mtu, (A_MAC, mac),
-                                (A_MODE, mode_code(MACVLAN_MODES, "macvlan mode", mode)))
-        return self._add(OP_ADD_MACVLAN, op, obj, attrs)
+            attrs = self._lower(name, master, netns, mtu, (A.MAC, mac),
+                                (A.MODE, mode_code(MACVLAN_MODES, "macvlan mode", mode)))
+        return self._add(OP.ADD_MACVLAN, op, obj, attrs)
 
     def add_ipvlan(self, name: str, master: str, *, mode: str = "l2",
                    flag: str = "bridge", netns: str | None = None,
@@ -293,16 +254,16 @@ class NativeBatch:
         op, obj = "add_ipvlan", f"{name} on {master}"
         with invalid(op, obj):
             attrs = self._lower(name, master, netns, mtu,
-                                (A_MODE, mode_code(IPVLAN_MODES, "ipvlan mode", mode)),
-                                (A_IPVLAN_FLAG, mode_code(IPVLAN_FLAGS, "ipvlan flag", flag)))
-        return self._add(OP_ADD_IPVLAN, op, obj, attrs)
+                                (A.MODE, mode_code(IPVLAN_MODES, "ipvlan mode", mode)),
+                                (A.IPVLAN_FLAG, mode_code(IPVLAN_FLAGS, "ipvlan flag", flag)))
+        return self._add(OP.ADD_IPVLAN, op, obj, attrs)
 
     def add_vlan(self, name: str, master: str, vlan_id: int, *,
                  netns: str | None = None, mtu: int | None = None) -> NativeBatch:
         op, obj = "add_vlan", f"{name} on {master}"
         with invalid(op, obj):
-            attrs = self._lower(name, master, netns, mtu, (A_VLAN_ID, _vlan_id(vlan_id)))
-        return self._add(OP_ADD_VLAN, op, obj, attrs)
+            attrs = self._lower(name, master, netns, mtu, (A.VLAN_ID, _vlan_id(vlan_id)))
+        return self._add(OP.ADD_VLAN, op, obj, attrs)
 
     def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: str | None = None,
@@ -314,81 +275,81 @@ class NativeBatch:
         set), then the move to ``netns``, which sets the link down."""
         op, obj = "set_link", name
         with invalid(op, obj):
-            attrs = _encode((A_NAME, name)) + _encode_given(
-                (A_UP, up), (A_MTU, mtu), (A_MAC, mac), (A_MASTER, master),
-                (A_RENAME, rename), (A_NETNS, netns), (A_PROMISC, promisc),
-                (A_HAIRPIN, hairpin), (A_ALIAS, alias))  # alias "" removes the alias
-        flags = F_NOMASTER if master is None and nomaster else 0
-        return self._add(OP_SET_LINK, op, obj, attrs, flags)
+            attrs = _encode((A.NAME, name)) + _encode_given(
+                (A.UP, up), (A.MTU, mtu), (A.MAC, mac), (A.MASTER, master),
+                (A.RENAME, rename), (A.NETNS, netns), (A.PROMISC, promisc),
+                (A.HAIRPIN, hairpin), (A.ALIAS, alias))  # alias "" removes the alias
+        flags = F.NOMASTER if master is None and nomaster else 0
+        return self._add(OP.SET_LINK, op, obj, attrs, flags)
 
     def del_link(self, name: str, *, missing_ok: bool = False) -> NativeBatch:
         with invalid("del_link", name):
-            attrs = _encode((A_NAME, name))
-        return self._add(OP_DEL_LINK, "del_link", name, attrs, F_MISSING_OK if missing_ok else 0)
+            attrs = _encode((A.NAME, name))
+        return self._add(OP.DEL_LINK, "del_link", name, attrs, F.MISSING_OK if missing_ok else 0)
 
     def _address(self, code: int, op: str, ifname: str, address: str,
                  flags: int) -> NativeBatch:
         obj = f"{ifname} {address}"
         with invalid(op, obj):
             family, packed, plen = _cidr(address)
-            attrs = _encode((A_IFNAME, ifname), (A_FAMILY, family), (A_ADDR, packed),
-                            (A_PREFIXLEN, plen))
+            attrs = _encode((A.IFNAME, ifname), (A.FAMILY, family), (A.ADDR, packed),
+                            (A.PREFIXLEN, plen))
         return self._add(code, op, obj, attrs, flags)
 
     def add_address(self, ifname: str, address: str, *, nodad: bool = False) -> NativeBatch:
         """IPv4 gets the broadcast address set, as the Go plugins do; ``nodad`` is IPv6 only."""
-        return self._address(OP_ADD_ADDR, "add_address", ifname, address,
-                             F_NODAD if nodad else 0)
+        return self._address(OP.ADD_ADDR, "add_address", ifname, address,
+                             F.NODAD if nodad else 0)
 
     def del_address(self, ifname: str, address: str, *,
                     missing_ok: bool = False) -> NativeBatch:
         """``missing_ok`` also accepts a missing link: its addresses are gone with it."""
-        return self._address(OP_DEL_ADDR, "del_address", ifname, address,
-                             F_MISSING_OK if missing_ok else 0)
+        return self._address(OP.DEL_ADDR, "del_address", ifname, address,
+                             F.MISSING_OK if missing_ok else 0)
 
     def _route(self, code: int, op: str, route: Route, flags: int) -> NativeBatch:
         """Checked in attribute order, so the first bad one is reported: the gateway
         and the source are parsed just before the attributes that follow them.
         Metrics are sent with an add only."""
-        add = code == OP_ADD_ROUTE
+        add = code == OP.ADD_ROUTE
         obj = route_obj(route)
         with invalid(op, obj):
             family, dst, plen = _cidr(route.dst, network=True)
-            attrs = _encode((A_FAMILY, family), (A_DST, dst), (A_PREFIXLEN, plen),
-                            (A_TABLE, route.table))
-            attrs += _encode_given((A_GATEWAY, _ip_like(family, route.gateway, route.dst)),
-                                   (A_IFNAME, route.ifname), (A_PRIORITY, route.priority),
-                                   (A_SCOPE, route.scope))
-            attrs += _encode_given((A_SRC, _ip_like(family, route.src, route.dst)),
-                                   (A_PROTO, route.proto),
-                                   (A_MTU, route.mtu if add else None),
-                                   (A_ADVMSS, route.advmss if add else None))
+            attrs = _encode((A.FAMILY, family), (A.DST, dst), (A.PREFIXLEN, plen),
+                            (A.TABLE, route.table))
+            attrs += _encode_given((A.GATEWAY, _ip_like(family, route.gateway, route.dst)),
+                                   (A.IFNAME, route.ifname), (A.PRIORITY, route.priority),
+                                   (A.SCOPE, route.scope))
+            attrs += _encode_given((A.SRC, _ip_like(family, route.src, route.dst)),
+                                   (A.PROTO, route.proto),
+                                   (A.MTU, route.mtu if add else None),
+                                   (A.ADVMSS, route.advmss if add else None))
         return self._add(code, op, obj, attrs, flags)
 
     def add_route(self, route: Route, *, replace: bool = False) -> NativeBatch:
         """Without a gateway an IPv4 route gets link scope (as ``ip route`` does);
         the protocol defaults to ``boot`` (3) like iproute2's."""
-        return self._route(OP_ADD_ROUTE, "add_route", route, F_REPLACE if replace else 0)
+        return self._route(OP.ADD_ROUTE, "add_route", route, F.REPLACE if replace else 0)
 
     def del_route(self, route: Route, *, missing_ok: bool = False) -> NativeBatch:
         """Matches on the fields given (metrics are not matched); unset scope/proto
         match any route."""
-        return self._route(OP_DEL_ROUTE, "del_route", route, F_MISSING_OK if missing_ok else 0)
+        return self._route(OP.DEL_ROUTE, "del_route", route, F.MISSING_OK if missing_ok else 0)
 
     def add_neighbour(self, neigh: Neighbour, *, replace: bool = True) -> NativeBatch:
         """A non-permanent entry is added as REACHABLE and ages like a learned one."""
         op, obj = "add_neighbour", neighbour_obj(neigh)
         with invalid(op, obj):
             family, packed = _ip(neigh.address)
-            attrs = _encode((A_IFNAME, neigh.ifname), (A_FAMILY, family), (A_ADDR, packed),
-                            (A_LLADDR, neigh.lladdr))
-        flags = (F_REPLACE if replace else 0) | (F_PERMANENT if neigh.permanent else 0)
-        return self._add(OP_ADD_NEIGH, op, obj, attrs, flags)
+            attrs = _encode((A.IFNAME, neigh.ifname), (A.FAMILY, family), (A.ADDR, packed),
+                            (A.LLADDR, neigh.lladdr))
+        flags = (F.REPLACE if replace else 0) | (F.PERMANENT if neigh.permanent else 0)
+        return self._add(OP.ADD_NEIGH, op, obj, attrs, flags)
 
     # -- sending ----------------------------------------------------------
     def serialize(self) -> bytes:
         """The buffer handed to C (also what the valgrind driver replays)."""
-        return _HDR.pack(BATCH_MAGIC, len(self._ops)) + b"".join(self._ops)
+        return _HDR.pack(lib.CN_BATCH_MAGIC, len(self._ops)) + b"".join(self._ops)
 
     def _stats(self, st: Any) -> dict[str, int]:
         return {k: int(getattr(st, k)) for k in STATS_FIELDS}

@@ -130,19 +130,41 @@ def ifinfo(m: Msg) -> tuple[int, int, int, int, int]:
 
 # --- ABI ---------------------------------------------------------------------
 
-def test_python_constants_match_the_c_header() -> None:
-    for name in dir(native):
-        if name.startswith(("OP_", "F_", "A_")) and name.split("_")[0] in ("OP", "F", "A"):
-            assert getattr(lib, f"CN_{name}") == getattr(native, name), name
-    assert lib.CN_BATCH_MAGIC == native.BATCH_MAGIC
+def test_abi_constants_come_from_the_one_declaration() -> None:
+    """cn_abi.def is the only place op codes, flags and attribute types are written:
+    Python reads every one of them from the compiled module, codes run from 1
+    without gaps (the C tables are indexed by them), and every attribute has a
+    class, hence an encoder."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "native" / "cn_abi.def").read_text()
+    entries = re.findall(r"^CN_(OP|FLAG|ATTR)\((\w+), (\w+)", text, re.MULTILINE)
+    ops = [(n, int(v)) for k, n, v in entries if k == "OP"]
+    attrs = [(n, int(v)) for k, n, v in entries if k == "ATTR"]
+    flags = [(n, int(v)) for k, n, v in entries if k == "FLAG"]
+    assert [v for _, v in ops] == list(range(1, len(ops) + 1)) == list(range(1, lib.CN_OP_MAX + 1))
+    assert [v for _, v in attrs] == list(range(1, lib.CN_A_MAX + 1))
+    for name, value in ops:
+        assert getattr(native.OP, name) == value == getattr(lib, f"CN_OP_{name}")
+    for name, value in attrs:
+        assert getattr(native.A, name) == value
+        assert lib.cn_attr_class(value) != 0
+        assert value in native._ENCODERS
+    for name, value in flags:
+        assert getattr(native.F, name) == value
+    assert lib.cn_attr_class(0) == lib.cn_attr_class(lib.CN_A_MAX + 1) == 0
+    # nothing in the Python module restates a code
+    source = Path(native.__file__).read_text()
+    assert not re.search(r"^(OP|A|F)_[A-Z_]+ = \d", source, re.MULTILINE)
 
 
 def test_serialized_layout() -> None:
     data = NativeBatch(None).del_link("eth0", missing_ok=True).serialize()
     magic, nops, oplen, code, flags = struct.unpack_from("=IIIHH", data)
-    assert (magic, nops, code, flags) == (0x31424E43, 1, native.OP_DEL_LINK, native.F_MISSING_OK)
+    assert (magic, nops, code, flags) == (0x31424E43, 1, native.OP.DEL_LINK, native.F.MISSING_OK)
     assert oplen == len(data) - 8 and oplen % 4 == 0
-    assert parse_attrs(data[16:]) == [(native.A_NAME, b"eth0\0")]
+    assert parse_attrs(data[16:]) == [(native.A.NAME, b"eth0\0")]
 
 
 # --- links -------------------------------------------------------------------
