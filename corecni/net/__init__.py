@@ -12,20 +12,47 @@ import importlib.util
 import os
 from collections.abc import Callable
 
-from corecni.net.base import Address, Batch, Link, Neighbour, NetBackend, NetError, Route
+from corecni.net._common import tbf_buffer, tbf_burst
+from corecni.net.base import (
+    ETH_P_ALL,
+    TC_H_INGRESS,
+    TC_H_INGRESS_HANDLE,
+    TC_H_ROOT,
+    Address,
+    Batch,
+    Filter,
+    Link,
+    Neighbour,
+    NetBackend,
+    NetError,
+    Qdisc,
+    Route,
+    Rule,
+    tc_handle,
+)
 
 __all__ = [
     "BACKENDS",
     "ENV_VAR",
+    "ETH_P_ALL",
+    "TC_H_INGRESS",
+    "TC_H_INGRESS_HANDLE",
+    "TC_H_ROOT",
     "Address",
     "Batch",
+    "Filter",
     "Link",
     "Neighbour",
     "NetBackend",
     "NetError",
+    "Qdisc",
     "Route",
+    "Rule",
     "available_backends",
     "get_backend",
+    "tbf_buffer",
+    "tbf_burst",
+    "tc_handle",
 ]
 
 ENV_VAR = "CORECNI_NET_BACKEND"

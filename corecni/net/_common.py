@@ -8,11 +8,13 @@ to load as it was.
 from __future__ import annotations
 
 import errno
+import ipaddress
+import socket
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeVar
 
-from corecni.net.base import Address, Neighbour, NetError, Route
+from corecni.net.base import Address, Filter, Neighbour, NetError, Qdisc, Route, Rule
 
 # Kernel values of the mode names the contract accepts (IFLA_MACVLAN_MODE bits,
 # IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS).
@@ -83,6 +85,101 @@ def route_obj(route: Route) -> str:
 def neighbour_obj(neigh: Neighbour) -> str:
     """How a neighbour entry is named in ``NetError``."""
     return f"{neigh.address} lladdr {neigh.lladdr} dev {neigh.ifname}"
+
+
+def rule_obj(rule: Rule) -> str:
+    """How a rule is named in ``NetError`` (``ip rule``-like)."""
+    parts = [f"pref {rule.priority}"] if rule.priority is not None else []
+    parts += [f"{k} {v}" for k, v in (("from", rule.src), ("to", rule.dst), ("iif", rule.iif),
+                                      ("oif", rule.oif)) if v is not None]
+    return " ".join([*parts, f"table {rule.table}"])
+
+
+def qdisc_obj(ifname: str, kind: str, parent: int) -> str:
+    """How a qdisc is named in ``NetError`` (``tc``-like)."""
+    where = {0xFFFFFFFF: "root", 0xFFFFFFF1: "ingress"}.get(parent, f"parent {parent:x}")
+    return f"{kind} {where} dev {ifname}".replace("  ", " ").strip()
+
+
+def filter_obj(flt: Filter) -> str:
+    text = f"{flt.kind} dev {flt.ifname} parent {flt.parent >> 16:x}: pref {flt.priority}"
+    return text + (f" redirect {flt.redirect}" if flt.redirect else "")
+
+
+def rule_family(rule: Rule) -> tuple[int, tuple[bytes, int] | None, tuple[bytes, int] | None]:
+    """(family, (src, len) or None, (dst, len) or None) of ``rule``: the family of its
+    CIDRs when it has any, else ``rule.family``. ``ValueError`` for a bad CIDR (host
+    bits set too) or mixed families."""
+    families = set()
+    nets: list[tuple[bytes, int] | None] = []
+    for cidr in (rule.src, rule.dst):
+        if cidr is None:
+            nets.append(None)
+            continue
+        net = ipaddress.ip_network(cidr)
+        families.add(socket.AF_INET if net.version == 4 else socket.AF_INET6)
+        nets.append((net.network_address.packed, net.prefixlen))
+    if len(families) > 1:
+        raise ValueError("source and destination are of different families")
+    family = families.pop() if families else rule.family
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        raise ValueError(f"unknown address family {family}")
+    if not 0 <= rule.table < 1 << 32 or (rule.priority is not None
+                                         and not 0 <= rule.priority < 1 << 32):
+        raise ValueError("table and priority must be 32-bit unsigned")
+    return family, nets[0], nets[1]
+
+
+# --- traffic control -------------------------------------------------------------
+
+TIME_UNITS_PER_SEC = 1_000_000  # tc's time unit: microseconds
+
+
+def _tick_in_usec() -> float:
+    """psched ticks per microsecond, read from /proc/net/psched as tc and Go's netlink
+    library do (15.625 on every kernel since 2.6.x)."""
+    try:
+        with open("/proc/net/psched") as fh:
+            t2us, us2t, clock_res, _ = (int(x, 16) for x in fh.read().split())
+        return t2us / us2t * (clock_res / TIME_UNITS_PER_SEC)
+    except (OSError, ValueError, ZeroDivisionError):
+        return 15.625
+
+
+TICK_IN_USEC = _tick_in_usec()
+
+
+def tbf_buffer(rate: int, burst: int) -> int:
+    """The tbf bucket (psched ticks) for ``burst`` bytes at ``rate`` bytes/s, computed
+    exactly as Go's bandwidth plugin does (and ``tc``), so CHECK can compare it."""
+    usec = int(float(burst) * TIME_UNITS_PER_SEC / float(rate)) & 0xFFFFFFFF
+    return int(float(usec) * TICK_IN_USEC) & 0xFFFFFFFF
+
+
+def tbf_burst(rate: int, buffer: int) -> int:
+    """The burst (bytes) a tbf bucket of ``buffer`` ticks holds at ``rate`` (as ``tc``
+    prints it)."""
+    return int(rate * (buffer / TICK_IN_USEC) / TIME_UNITS_PER_SEC)
+
+
+def tbf_params(op: str, qdisc: Qdisc) -> tuple[int, int, int]:
+    """(rate, buffer ticks, limit) of a tbf qdisc to add; ``NetError(EINVAL)`` when one
+    is missing or out of range."""
+    obj = qdisc_obj(qdisc.ifname, qdisc.kind, qdisc.parent)
+    rate, limit = qdisc.rate, qdisc.limit
+    if rate is None or rate <= 0 or rate >= 1 << 64:
+        raise NetError(errno.EINVAL, op, obj, f"tbf needs a positive rate, not {rate}")
+    if limit is None or not 0 < limit < 1 << 32:
+        raise NetError(errno.EINVAL, op, obj, f"tbf needs a limit of 1..2^32-1 bytes, not {limit}")
+    if qdisc.burst is not None:
+        if not 0 < qdisc.burst < 1 << 32:
+            raise NetError(errno.EINVAL, op, obj, f"tbf burst out of range: {qdisc.burst}")
+        buffer = tbf_buffer(rate, qdisc.burst)
+    elif qdisc.buffer is not None and 0 < qdisc.buffer < 1 << 32:
+        buffer = qdisc.buffer
+    else:
+        raise NetError(errno.EINVAL, op, obj, "tbf needs a burst")
+    return rate, buffer, limit
 
 
 # --- sysctls -------------------------------------------------------------------

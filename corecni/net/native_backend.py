@@ -30,6 +30,7 @@ from corecni.net._common import (
     IPVLAN_MODES,
     MACVLAN_MODES,
     NUD_PERMANENT,
+    filter_obj,
     in_table,
     invalid,
     mode_code,
@@ -37,10 +38,27 @@ from corecni.net._common import (
     neighbour_obj,
     on_link,
     os_failure,
+    qdisc_obj,
     route_obj,
+    rule_family,
+    rule_obj,
     sysctl_path,
+    tbf_burst,
+    tbf_params,
 )
-from corecni.net.base import Address, Batch, Link, Neighbour, NetBackend, NetError, Route
+from corecni.net.base import (
+    TC_H_ROOT,
+    Address,
+    Batch,
+    Filter,
+    Link,
+    Neighbour,
+    NetBackend,
+    NetError,
+    Qdisc,
+    Route,
+    Rule,
+)
 
 __all__ = ["NativeBackend", "NativeBatch"]
 
@@ -265,20 +283,51 @@ class NativeBatch:
             attrs = self._lower(name, master, netns, mtu, (A.VLAN_ID, _vlan_id(vlan_id)))
         return self._add(OP.ADD_VLAN, op, obj, attrs)
 
+    def _add_link(self, op: str, name: str, kind: str, netns: str | None,
+                  *fields: tuple[int, Any]) -> NativeBatch:
+        """A link of ``kind`` with no lower link, here or directly in ``netns``."""
+        with invalid(op, name):
+            attrs = _encode((A.NAME, name), (A.KIND, kind)) + _encode_given(
+                (A.NETNS, netns), *fields)
+        return self._add(OP.ADD_LINK, op, name, attrs)
+
+    def add_ifb(self, name: str, *, mtu: int | None = None) -> NativeBatch:
+        return self._add_link("add_ifb", name, "ifb", None, (A.MTU, mtu))
+
+    def add_dummy(self, name: str, *, netns: str | None = None, mtu: int | None = None,
+                  mac: str | None = None) -> NativeBatch:
+        return self._add_link("add_dummy", name, "dummy", netns, (A.MTU, mtu), (A.MAC, mac))
+
+    def add_vrf(self, name: str, table: int, *, netns: str | None = None) -> NativeBatch:
+        return self._add_link("add_vrf", name, "vrf", netns, (A.TABLE, table))
+
+    def add_tap(self, name: str, *, mtu: int | None = None, mac: str | None = None,
+                multi_queue: bool = False, owner: int | None = None,
+                group: int | None = None) -> NativeBatch:
+        """The ioctl runs in C, in order with the batch's netlink requests; MTU and MAC
+        follow as a netlink request."""
+        op = "add_tap"
+        with invalid(op, name):
+            attrs = _encode((A.NAME, name)) + _encode_given(
+                (A.MTU, mtu), (A.MAC, mac), (A.OWNER, owner), (A.GROUP, group))
+        return self._add(OP.ADD_TAP, op, name, attrs, F.MULTI_QUEUE if multi_queue else 0)
+
     def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: str | None = None,
                  nomaster: bool = False, rename: str | None = None,
                  netns: str | None = None, promisc: bool | None = None,
-                 hairpin: bool | None = None, alias: str | None = None) -> NativeBatch:
-        """One request for mac/mtu/rename/alias/promisc/master/up (the kernel applies
-        them in that order), then hairpin (a bridge-port setting: needs the master
-        set), then the move to ``netns``, which sets the link down."""
+                 hairpin: bool | None = None, alias: str | None = None,
+                 allmulti: bool | None = None, txqlen: int | None = None) -> NativeBatch:
+        """One request for mac/mtu/txqlen/rename/alias/promisc/allmulti/master/up (the
+        kernel applies them in that order), then hairpin (a bridge-port setting:
+        needs the master set), then the move to ``netns``, which sets the link down."""
         op, obj = "set_link", name
         with invalid(op, obj):
             attrs = _encode((A.NAME, name)) + _encode_given(
                 (A.UP, up), (A.MTU, mtu), (A.MAC, mac), (A.MASTER, master),
                 (A.RENAME, rename), (A.NETNS, netns), (A.PROMISC, promisc),
-                (A.HAIRPIN, hairpin), (A.ALIAS, alias))  # alias "" removes the alias
+                (A.HAIRPIN, hairpin), (A.ALIAS, alias),  # alias "" removes the alias
+                (A.ALLMULTI, allmulti), (A.TXQLEN, txqlen))
         flags = F.NOMASTER if master is None and nomaster else 0
         return self._add(OP.SET_LINK, op, obj, attrs, flags)
 
@@ -345,6 +394,63 @@ class NativeBatch:
                             (A.LLADDR, neigh.lladdr))
         flags = (F.REPLACE if replace else 0) | (F.PERMANENT if neigh.permanent else 0)
         return self._add(OP.ADD_NEIGH, op, obj, attrs, flags)
+
+    # -- rules ------------------------------------------------------------
+    def _rule(self, code: int, op: str, rule: Rule, flags: int) -> NativeBatch:
+        obj = rule_obj(rule)
+        with invalid(op, obj):
+            family, src, dst = rule_family(rule)
+            attrs = _encode((A.FAMILY, family), (A.TABLE, rule.table)) + _encode_given(
+                (A.PRIORITY, rule.priority),
+                (A.SRC, src[0] if src else None), (A.SRC_LEN, src[1] if src else None),
+                (A.DST, dst[0] if dst else None), (A.PREFIXLEN, dst[1] if dst else None),
+                (A.IIFNAME, rule.iif), (A.OIFNAME, rule.oif))
+        return self._add(code, op, obj, attrs, flags)
+
+    def add_rule(self, rule: Rule) -> NativeBatch:
+        return self._rule(OP.ADD_RULE, "add_rule", rule, 0)
+
+    def del_rule(self, rule: Rule, *, missing_ok: bool = False) -> NativeBatch:
+        return self._rule(OP.DEL_RULE, "del_rule", rule, F.MISSING_OK if missing_ok else 0)
+
+    # -- traffic control --------------------------------------------------
+    def add_qdisc(self, qdisc: Qdisc, *, replace: bool = False) -> NativeBatch:
+        """tbf as Go's bandwidth plugin sends it (rate, buffer, limit; no rate table)."""
+        op, obj = "add_qdisc", qdisc_obj(qdisc.ifname, qdisc.kind, qdisc.parent)
+        tbf: tuple[tuple[int, Any], ...] = ()
+        if qdisc.kind == "tbf":
+            rate, buffer, limit = tbf_params(op, qdisc)
+            tbf = ((A.RATE, rate), (A.BUFFER, buffer), (A.LIMIT, limit))
+        with invalid(op, obj):
+            attrs = _encode((A.IFNAME, qdisc.ifname), (A.KIND, qdisc.kind),
+                            (A.PARENT, qdisc.parent), (A.HANDLE, qdisc.handle), *tbf)
+        return self._add(OP.ADD_QDISC, op, obj, attrs, F.REPLACE if replace else 0)
+
+    def del_qdisc(self, ifname: str, *, parent: int = TC_H_ROOT,
+                  missing_ok: bool = False) -> NativeBatch:
+        op, obj = "del_qdisc", qdisc_obj(ifname, "", parent)
+        with invalid(op, obj):
+            attrs = _encode((A.IFNAME, ifname), (A.PARENT, parent))
+        return self._add(OP.DEL_QDISC, op, obj, attrs, F.MISSING_OK if missing_ok else 0)
+
+    def _filter(self, code: int, op: str, flt: Filter, flags: int) -> NativeBatch:
+        obj = filter_obj(flt)
+        add = code == OP.ADD_FILTER
+        with invalid(op, obj):
+            if not 0 <= flt.priority <= 0xFFFF or not 0 <= flt.protocol <= 0xFFFF:
+                raise ValueError("priority and protocol are 16-bit")
+            attrs = _encode((A.IFNAME, flt.ifname), (A.PARENT, flt.parent),
+                            (A.PRIORITY, flt.priority), (A.ETH_PROTO, flt.protocol))
+            if add:
+                attrs += _encode((A.KIND, flt.kind)) + _encode_given(
+                    (A.CLASSID, flt.classid), (A.TARGET, flt.redirect))
+        return self._add(code, op, obj, attrs, flags)
+
+    def add_filter(self, flt: Filter) -> NativeBatch:
+        return self._filter(OP.ADD_FILTER, "add_filter", flt, 0)
+
+    def del_filter(self, flt: Filter, *, missing_ok: bool = False) -> NativeBatch:
+        return self._filter(OP.DEL_FILTER, "del_filter", flt, F.MISSING_OK if missing_ok else 0)
 
     # -- sending ----------------------------------------------------------
     def serialize(self) -> bytes:
@@ -455,6 +561,9 @@ def _link_of(r: Any) -> Link:
         alias=ffi.string(r.alias).decode(errors="replace"),
         mode=mode_name(kind, r.mode if r.has_mode else None),
         vlan_id=r.vlan_id if r.has_vlan_id and kind == "vlan" else None,
+        allmulti=bool(r.allmulti),
+        txqlen=r.txqlen,
+        vrf_table=r.table if r.has_table and kind == "vrf" else None,
     )
 
 
@@ -493,6 +602,27 @@ def _neighbour_of(r: Any) -> Neighbour:
                      permanent=bool(r.state & NUD_PERMANENT))
 
 
+def _rule_of(r: Any) -> Rule:
+    return Rule(table=r.table, priority=r.priority if r.has_priority else 0,
+                src=f"{_text(r.src)}/{r.src_len}" if r.src_len else None,
+                dst=f"{_text(r.dst)}/{r.dst_len}" if r.dst_len else None,
+                iif=_text(r.iifname) or None, oif=_text(r.oifname) or None, family=r.family)
+
+
+def _qdisc_of(r: Any) -> Qdisc:
+    tbf = bool(r.has_tbf)
+    return Qdisc(ifname=_text(r.ifname), kind=_text(r.kind), handle=r.handle, parent=r.parent,
+                 rate=r.rate if tbf else None,
+                 burst=tbf_burst(r.rate, r.buffer) if tbf else None,
+                 limit=r.limit if tbf else None, buffer=r.buffer if tbf else None)
+
+
+def _filter_of(r: Any) -> Filter:
+    return Filter(ifname=_text(r.ifname), parent=r.parent, kind=_text(r.kind),
+                  priority=r.priority, protocol=r.protocol, classid=r.classid or None,
+                  redirect=_text(r.redirect) or None, handle=r.handle)
+
+
 class NativeBackend:
     """``NetBackend`` over ``corecni._native``."""
 
@@ -529,6 +659,26 @@ class NativeBackend:
                    ifname: str | None = None) -> list[Neighbour]:
         return on_link(_dump("neighbours", netns, "cn_neigh", lib.cn_dump_neighs, 0,
                              _neighbour_of), ifname)
+
+    def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
+        return _dump("rules", netns, "cn_rule", lib.cn_dump_rules, family or 0, _rule_of)
+
+    def qdiscs(self, netns: str | None = None, ifname: str | None = None) -> list[Qdisc]:
+        found = _dump("qdiscs", netns, "cn_qdisc",
+                      lambda ns, _arg, out: int(lib.cn_dump_qdiscs(ns, out)), None, _qdisc_of)
+        return [q for q in found if ifname is None or q.ifname == ifname]
+
+    def filters(self, ifname: str, parent: int, netns: str | None = None) -> list[Filter]:
+        out = ffi.new("struct cn_filter **")
+        if not ifname or len(os.fsencode(ifname)) >= IFNAMSIZ:
+            raise NetError(_errno.ENODEV, "filters", ifname)
+        rc = lib.cn_dump_filters(_ns(netns), os.fsencode(ifname), parent, out)
+        if rc < 0:
+            raise NetError(-rc, "filters", f"dev {ifname} in {_where(netns)}")
+        try:
+            return [_filter_of(out[0][i]) for i in range(rc)]
+        finally:
+            lib.cn_free(out[0])
 
     # -- sysctl -------------------------------------------------------------
     @staticmethod

@@ -33,6 +33,7 @@ from corecni.net._common import (
     MACVLAN_MODES,
     NUD_PERMANENT,
     RT_TABLE_MAIN,
+    filter_obj,
     in_table,
     invalid,
     mode_code,
@@ -40,13 +41,30 @@ from corecni.net._common import (
     neighbour_obj,
     on_link,
     os_failure,
+    qdisc_obj,
     route_obj,
+    rule_family,
+    rule_obj,
     sysctl_path,
+    tbf_burst,
+    tbf_params,
 )
-from corecni.net.base import Address, Link, Neighbour, NetError, Route
+from corecni.net.base import (
+    TC_H_ROOT,
+    Address,
+    Filter,
+    Link,
+    Neighbour,
+    NetError,
+    Qdisc,
+    Route,
+    Rule,
+)
+from corecni.net.tap import create_tap
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 IFA_F_NODAD = 0x02
 NUD_REACHABLE = 0x02
 RT_SCOPE_UNIVERSE = 0
@@ -331,11 +349,49 @@ class Pyroute2Batch:
         return self._add_on_master("add_vlan", name, master, netns, "vlan",
                                    vlan_id=vlan_id, **_opt(mtu=mtu))
 
+    def _add_simple(self, op: str, name: str, kind: str, netns: str | None,
+                    **spec: object) -> Pyroute2Batch:
+        """A link of ``kind`` with no lower link, here or directly in ``netns``."""
+        def run(s: _Session) -> None:
+            kw = _opt(**spec)
+            with contextlib.ExitStack() as stack:
+                if netns is not None:
+                    kw["net_ns_fd"] = stack.enter_context(_netns_fd(netns))
+                s.ipr.link("add", ifname=name, kind=kind, **kw)
+            s.record(netns if netns is not None else self._netns, name)
+        return self._queue(op, name, run)
+
+    def add_ifb(self, name: str, *, mtu: int | None = None) -> Pyroute2Batch:
+        return self._add_simple("add_ifb", name, "ifb", None, mtu=mtu)
+
+    def add_dummy(self, name: str, *, netns: str | None = None, mtu: int | None = None,
+                  mac: str | None = None) -> Pyroute2Batch:
+        return self._add_simple("add_dummy", name, "dummy", netns, mtu=mtu, address=mac)
+
+    def add_vrf(self, name: str, table: int, *, netns: str | None = None) -> Pyroute2Batch:
+        return self._add_simple("add_vrf", name, "vrf", netns, vrf_table=table)
+
+    def add_tap(self, name: str, *, mtu: int | None = None, mac: str | None = None,
+                multi_queue: bool = False, owner: int | None = None,
+                group: int | None = None) -> Pyroute2Batch:
+        """TUNSETIFF from this thread inside the namespace (``corecni.net.tap``)."""
+        def run(s: _Session) -> None:
+            if s.find(name) is not None:
+                raise OSError(errno.EEXIST, "link exists")
+            with _netns.entered(self._netns):
+                create_tap(name, multi_queue=multi_queue, owner=owner, group=group)
+            s.record(self._netns, name)
+            changes = _opt(mtu=mtu, address=mac)
+            if changes:
+                s.ipr.link("set", index=s.index(name), **changes)
+        return self._queue("add_tap", name, run)
+
     def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None,
                  mac: str | None = None, master: str | None = None,
                  nomaster: bool = False, rename: str | None = None,
                  netns: str | None = None, promisc: bool | None = None,
-                 hairpin: bool | None = None, alias: str | None = None) -> Pyroute2Batch:
+                 hairpin: bool | None = None, alias: str | None = None,
+                 allmulti: bool | None = None, txqlen: int | None = None) -> Pyroute2Batch:
         """Applied in this order: rename/mac/mtu/alias/promisc, master, hairpin, up, netns.
 
         Rename goes before ``up`` (older kernels refuse to rename a running link),
@@ -345,10 +401,16 @@ class Pyroute2Batch:
         def run(s: _Session) -> None:
             idx = s.index(name)
             current = name
-            flags = {}
-            if promisc is not None:
-                flags = {"flags": IFF_PROMISC if promisc else 0, "change": IFF_PROMISC}
-            changes = _opt(ifname=rename, address=mac, mtu=mtu, ifalias=alias) | flags
+            flags: dict[str, object] = {}
+            change = set_bits = 0
+            for wanted, bit in ((promisc, IFF_PROMISC), (allmulti, IFF_ALLMULTI)):
+                if wanted is not None:
+                    change |= bit
+                    set_bits |= bit if wanted else 0
+            if change:
+                flags = {"flags": set_bits, "change": change}
+            changes = _opt(ifname=rename, address=mac, mtu=mtu, ifalias=alias,
+                           txqlen=txqlen) | flags
             if changes:
                 s.ipr.link("set", index=idx, **changes)
             if rename is not None:
@@ -462,6 +524,97 @@ class Pyroute2Batch:
                         state=NUD_PERMANENT if neigh.permanent else NUD_REACHABLE)
         return self._queue("add_neighbour", obj, run)
 
+    # --- rules ---
+
+    def _rule(self, command: str, rule: Rule, missing_ok: bool) -> Pyroute2Batch:
+        op = f"{command}_rule"
+        obj = rule_obj(rule)
+        with invalid(op, obj):
+            family, src, dst = rule_family(rule)
+
+        def run(s: _Session) -> None:
+            kw: dict[str, object] = {"family": family, "table": rule.table}
+            if command == "add":
+                kw["action"] = "FR_ACT_TO_TBL"
+            for net, key in ((src, "src"), (dst, "dst")):
+                if net is not None:
+                    kw[key] = socket.inet_ntop(family, net[0])
+                    kw[f"{key}_len"] = net[1]
+            # pyroute2 puts priority 32000 on a rule without one; None makes it send
+            # no FRA_PRIORITY, so the kernel chooses as it does for the native backend.
+            kw |= {"priority": rule.priority} | _opt(iifname=rule.iif, oifname=rule.oif)
+            with _gone_ok(missing_ok, errno.ENOENT):
+                s.ipr.rule(command, **kw)
+        return self._queue(op, obj, run)
+
+    def add_rule(self, rule: Rule) -> Pyroute2Batch:
+        return self._rule("add", rule, False)
+
+    def del_rule(self, rule: Rule, *, missing_ok: bool = False) -> Pyroute2Batch:
+        return self._rule("del", rule, missing_ok)
+
+    # --- traffic control ---
+
+    def add_qdisc(self, qdisc: Qdisc, *, replace: bool = False) -> Pyroute2Batch:
+        """tbf goes through pyroute2's tbf module given rate, burst and limit: it computes
+        the same bucket (ticks) as Go and tc, and adds a rate table. It has no
+        TCA_TBF_RATE64: rates from 2^32 bytes/s up are EOPNOTSUPP here."""
+        op = "add_qdisc"
+        obj = qdisc_obj(qdisc.ifname, qdisc.kind, qdisc.parent)
+        kw: dict[str, object] = {"parent": qdisc.parent}
+        if qdisc.kind == "tbf":
+            rate, buffer, limit = tbf_params(op, qdisc)
+            if rate >= 1 << 32:
+                raise NetError(errno.EOPNOTSUPP, op, obj, "pyroute2's tbf has no 64-bit rate "
+                               "(above 34 Gbit/s): use the native backend")
+            burst = qdisc.burst if qdisc.burst is not None else tbf_burst(rate, buffer)
+            kw |= {"rate": rate, "burst": burst, "limit": limit}
+
+        def run(s: _Session) -> None:
+            s.ipr.tc("replace" if replace else "add", qdisc.kind, s.index(qdisc.ifname),
+                     qdisc.handle, **kw)
+        return self._queue(op, obj, run)
+
+    def del_qdisc(self, ifname: str, *, parent: int = TC_H_ROOT,
+                  missing_ok: bool = False) -> Pyroute2Batch:
+        def run(s: _Session) -> None:
+            idx = s.lookup(ifname, missing_ok)
+            if idx is None:
+                return
+            with _gone_ok(missing_ok, errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                s.ipr.tc("del", index=idx, parent=parent)
+        return self._queue("del_qdisc", qdisc_obj(ifname, "", parent), run)
+
+    def add_filter(self, flt: Filter) -> Pyroute2Batch:
+        """u32 gets one empty key (every packet), as Go's bandwidth plugin builds it."""
+        op, obj = "add_filter", filter_obj(flt)
+        if flt.kind not in ("u32", "matchall"):
+            raise NetError(errno.EINVAL, op, obj, "filter kind must be u32 or matchall")
+
+        def run(s: _Session) -> None:
+            kw: dict[str, object] = {"parent": flt.parent, "prio": flt.priority,
+                                     "protocol": flt.protocol}
+            if flt.kind == "u32":
+                # pyroute2 always sends a class id; 0 is "none" to the kernel (not dumped)
+                kw |= {"keys": ["0x0/0x0+0"], "target": flt.classid or 0}
+            elif flt.classid is not None:
+                kw["classid"] = flt.classid
+            if flt.redirect is not None:
+                kw["action"] = [{"kind": "mirred", "direction": "egress", "action": "redirect",
+                                 "ifindex": s.index(flt.redirect)}]
+            s.ipr.tc("add-filter", flt.kind, s.index(flt.ifname), **kw)
+        return self._queue(op, obj, run)
+
+    def del_filter(self, flt: Filter, *, missing_ok: bool = False) -> Pyroute2Batch:
+        def run(s: _Session) -> None:
+            idx = s.lookup(flt.ifname, missing_ok)
+            if idx is None:
+                return
+            with _gone_ok(missing_ok, errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                s.ipr.tc("del-filter", index=idx, parent=flt.parent, prio=flt.priority,
+                         protocol=flt.protocol)
+        return self._queue("del_filter", filter_obj(flt), run)
+
     # --- sending ---
 
     def commit(self) -> None:
@@ -514,6 +667,9 @@ def _link_from_msg(msg: Any, names: dict[int, str]) -> Link:
     if kind == "bridge":
         vlan_filtering = bool(data is not None and _attr(data, "IFLA_BR_VLAN_FILTERING"))
     mode, vlan_id = _kind_data(kind, data)
+    vrf_table = None
+    if kind == "vrf" and data is not None and _attr(data, "IFLA_VRF_TABLE") is not None:
+        vrf_table = int(_attr(data, "IFLA_VRF_TABLE"))
     master = _attr(msg, "IFLA_MASTER")
     peer = _attr(msg, "IFLA_LINK")
     nsid = _attr(msg, "IFLA_LINK_NETNSID")
@@ -533,6 +689,9 @@ def _link_from_msg(msg: Any, names: dict[int, str]) -> Link:
         alias=str(_attr(msg, "IFLA_IFALIAS") or ""),
         mode=mode,
         vlan_id=vlan_id,
+        allmulti=bool(flags & IFF_ALLMULTI),
+        txqlen=int(_attr(msg, "IFLA_TXQLEN") or 0),
+        vrf_table=vrf_table,
     )
 
 
@@ -630,6 +789,58 @@ def _route_from_msg(msg: Any, names: dict[int, str]) -> Route:
     )
 
 
+def _rule_from_msg(msg: Any) -> Rule:
+    family = int(msg["family"])
+    table = _attr(msg, "FRA_TABLE")
+    priority = _attr(msg, "FRA_PRIORITY")
+    nets = []
+    for key in ("src", "dst"):
+        addr = _attr(msg, f"FRA_{key.upper()}")
+        plen = int(msg[f"{key}_len"])
+        nets.append(f"{addr}/{plen}" if addr is not None and plen else None)
+    return Rule(table=int(table if table is not None else msg["table"]),
+                priority=int(priority) if priority is not None else 0,  # 0 is not sent
+                src=nets[0], dst=nets[1], iif=_attr(msg, "FRA_IIFNAME") or None,
+                oif=_attr(msg, "FRA_OIFNAME") or None, family=family)
+
+
+def _qdisc_from_msg(msg: Any, names: dict[int, str]) -> Qdisc:
+    kind = str(_attr(msg, "TCA_KIND") or "")
+    rate = buffer = limit = None
+    options = _attr(msg, "TCA_OPTIONS")
+    if kind == "tbf" and options is not None:
+        parms = _attr(options, "TCA_TBF_PARMS")
+        if parms is not None:
+            rate, buffer, limit = int(parms["rate"]), int(parms["buffer"]), int(parms["limit"])
+            rate64 = _attr(options, "TCA_TBF_RATE64")
+            rate = int(rate64) if rate64 else rate
+    return Qdisc(ifname=names.get(int(msg["index"]), ""), kind=kind,
+                 handle=int(msg["handle"]), parent=int(msg["parent"]), rate=rate,
+                 burst=tbf_burst(rate, buffer) if rate is not None and buffer is not None
+                 else None, limit=limit, buffer=buffer)
+
+
+def _filter_from_msg(msg: Any, names: dict[int, str]) -> Filter | None:
+    """A filter with its match; None for a u32 hash-table entry (no selector)."""
+    kind = str(_attr(msg, "TCA_KIND") or "")
+    options = _attr(msg, "TCA_OPTIONS")
+    if options is None or (kind == "u32" and _attr(options, "TCA_U32_SEL") is None):
+        return None
+    classid = _attr(options, "TCA_U32_CLASSID" if kind == "u32" else "TCA_MATCHALL_CLASSID")
+    redirect = None
+    acts = _attr(options, "TCA_U32_ACT" if kind == "u32" else "TCA_MATCHALL_ACT")
+    for _, act in (acts["attrs"] if acts is not None else []):
+        if _attr(act, "TCA_ACT_KIND") == "mirred":
+            parms = _attr(_attr(act, "TCA_ACT_OPTIONS"), "TCA_MIRRED_PARMS")
+            redirect = names.get(int(parms["ifindex"]))
+            break
+    info = int(msg["info"])
+    return Filter(ifname=names.get(int(msg["index"]), ""), parent=int(msg["parent"]), kind=kind,
+                  priority=info >> 16, protocol=socket.ntohs(info & 0xFFFF),
+                  classid=int(classid) if classid else None, redirect=redirect,
+                  handle=int(msg["handle"]))
+
+
 class Pyroute2Backend:
     """``NetBackend`` on pyroute2. Stateless: each batch or read opens its own socket."""
 
@@ -663,6 +874,27 @@ class Pyroute2Backend:
                    ifname: str | None = None) -> list[Neighbour]:
         names, msgs = _dump(netns, "neighbours", "get_neighbours", None)
         return on_link([_neighbour_from_msg(m, names) for m in msgs], ifname)
+
+    def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
+        with _iproute(netns, "rules") as ipr:
+            return [_rule_from_msg(m) for fam in _families(family)
+                    for m in ipr.get_rules(family=fam)]
+
+    def qdiscs(self, netns: str | None = None, ifname: str | None = None) -> list[Qdisc]:
+        with _iproute(netns, "qdiscs") as ipr:
+            names = _names(ipr.get_links())
+            found = [_qdisc_from_msg(m, names) for m in ipr.get_qdiscs()]
+        return [q for q in found if ifname is None or q.ifname == ifname]
+
+    def filters(self, ifname: str, parent: int, netns: str | None = None) -> list[Filter]:
+        with _iproute(netns, "filters") as ipr:
+            names = _names(ipr.get_links())
+            index = {v: k for k, v in names.items()}.get(ifname)
+            if index is None:
+                raise NetError(errno.ENODEV, "filters", ifname)
+            found = [_filter_from_msg(m, names)
+                     for m in ipr.get_filters(index=index, parent=parent)]
+        return [f for f in found if f is not None]
 
     # --- sysctls ---
 

@@ -121,3 +121,114 @@ def test_kernel_state_identical_across_backends(make_chain: Any, netns_factory: 
                 assert native[side][field] == pyroute2[side][field], (step, side, field)
     # the comparison is not vacuous: after ADD the container has eth0 with an address
     assert any(a[0] == "eth0" and a[1] == "inet" for a in states["native"][0]["ctr"]["addrs"])
+
+
+# --- the requests of the meta plugins (bandwidth, tuning, sbr, tap), op by op ----------
+
+def _tc(ns: str, *args: str) -> list[dict[str, Any]]:
+    out = subprocess.run(["tc", "-n", ns_name(ns), "-j", *args], check=True,
+                         capture_output=True, text=True).stdout
+    return list(json.loads(out or "[]"))
+
+
+def tc_rules_snapshot(ns: str) -> dict[str, Any]:
+    """Links with their tuning flags, qdiscs, filters, rules and every route table."""
+    links = sorted(
+        (link["ifname"], link.get("linkinfo", {}).get("info_kind", ""), link["mtu"],
+         link.get("txqlen"), link.get("promiscuity"), link.get("allmulti"),
+         sorted(set(link["flags"]) - {"LOWER_UP", "NO-CARRIER"}),
+         json.dumps(link.get("linkinfo", {}).get("info_data", {}), sort_keys=True))
+        for link in _ip(ns, "link", "show"))
+    qdiscs = sorted(json.dumps({k: q.get(k) for k in ("kind", "handle", "parent", "dev",
+                                                      "root", "options")}, sort_keys=True)
+                    for q in _tc(ns, "qdisc", "show"))
+    filters = sorted(json.dumps(f, sort_keys=True) for dev in ("v0", "v1")
+                     for f in _tc(ns, "filter", "show", "dev", dev, "ingress"))
+    rules = sorted(json.dumps(r, sort_keys=True) for family in ("-4", "-6")
+                   for r in _ip(ns, family, "rule", "show"))
+    routes = sorted(json.dumps(r, sort_keys=True) for family in ("-4", "-6")
+                    for r in _ip(ns, family, "route", "show", "table", "all")
+                    if r.get("table") != "local" and not str(r.get("dst", "")).startswith("fe80")
+                    and r.get("type") != "multicast")
+    return {"links": links, "qdiscs": qdiscs, "filters": filters, "rules": rules,
+            "routes": routes}
+
+
+def _steps() -> list[Any]:
+    from corecni.net import (
+        TC_H_INGRESS,
+        TC_H_INGRESS_HANDLE,
+        Filter,
+        Qdisc,
+        Route,
+        Rule,
+        tc_handle,
+    )
+
+    def links(b: Any) -> None:
+        (b.add_veth("v0", "v1").add_ifb("ifb0", mtu=1400).set_link("ifb0", up=True)
+         .set_link("v0", up=True, promisc=True, allmulti=True, txqlen=500, mtu=1450)
+         .set_link("v1", up=True).add_address("v1", "10.93.0.2/24")
+         .add_address("v1", "fd93::2/64", nodad=True)
+         .add_tap("tap0", mtu=1300, mac="02:00:00:00:00:93", multi_queue=True))
+
+    def shaping(b: Any) -> None:
+        (b.add_qdisc(Qdisc("v0", "tbf", handle=tc_handle(1), rate=125_000, burst=15_625,
+                           limit=128_125))
+         .add_qdisc(Qdisc("v0", "ingress", handle=TC_H_INGRESS_HANDLE, parent=TC_H_INGRESS))
+         .add_filter(Filter("v0", TC_H_INGRESS_HANDLE, classid=tc_handle(1, 1),
+                            redirect="ifb0"))
+         .add_qdisc(Qdisc("ifb0", "tbf", handle=tc_handle(1), rate=1_250_000_000,
+                          burst=2**20, limit=2**22)))
+
+    def policy(b: Any) -> None:
+        (b.add_rule(Rule(table=100, src="10.93.0.2/32"))
+         .add_rule(Rule(table=101, priority=1000, dst="fd93::/64", iif="v1"))
+         .add_rule(Rule(table=1002, priority=1001, oif="v1"))
+         .add_route(Route(dst="0.0.0.0/0", gateway="10.93.0.1", ifname="v1", table=100))
+         .add_route(Route(dst="10.94.0.0/16", ifname="v1", table=1002, priority=7))
+         .add_route(Route(dst="::/0", gateway="fd93::1", ifname="v1", table=101)))
+
+    def tune_back(b: Any) -> None:
+        b.set_link("v0", promisc=False, allmulti=False, txqlen=1000)
+
+    def teardown(b: Any) -> None:
+        (b.del_filter(Filter("v0", TC_H_INGRESS_HANDLE))
+         .del_qdisc("v0", parent=TC_H_INGRESS).del_qdisc("v0").del_qdisc("ifb0")
+         .del_qdisc("v0", missing_ok=True)
+         .del_rule(Rule(table=100, src="10.93.0.2/32"))
+         .del_rule(Rule(table=101, priority=1000, dst="fd93::/64", iif="v1"))
+         .del_rule(Rule(table=1002, priority=1001, oif="v1"), missing_ok=True)
+         .del_rule(Rule(table=1002, priority=1001, oif="v1"), missing_ok=True)
+         .del_route(Route(dst="0.0.0.0/0", gateway="10.93.0.1", ifname="v1", table=100))
+         .del_link("tap0").del_link("ifb0"))
+
+    return [links, shaping, policy, tune_back, teardown]
+
+
+def test_tc_rule_and_tuning_state_identical_across_backends(netns_factory: Any) -> None:
+    """Every new request (ifb, tap, promisc/allmulti/txqlen, tbf, ingress, the redirect
+    filter, rules, routes in other tables, and their deletes) leaves the same kernel
+    state through both backends, compared after each step."""
+    from corecni.net import get_backend
+
+    states: dict[str, list[dict[str, Any]]] = {}
+    for name in ("native", "pyroute2"):
+        backend = get_backend(name)
+        ns = netns_factory("eqtc")
+        seen = []
+        for step in _steps():
+            batch = backend.batch(ns)
+            step(batch)
+            batch.commit()
+            seen.append(tc_rules_snapshot(ns))
+        states[name] = seen
+    for step, (native, pyroute2) in enumerate(zip(states["native"], states["pyroute2"],
+                                                  strict=True)):
+        for field in ("links", "qdiscs", "filters", "rules", "routes"):
+            assert native[field] == pyroute2[field], (step, field)
+    shaped = states["native"][1]
+    assert any('"tbf"' in q and "ifb0" in q for q in shaped["qdiscs"])
+    assert any("mirred" in f for f in shaped["filters"])
+    assert len(states["native"][2]["rules"]) == len(states["native"][0]["rules"]) + 3
+    assert states["native"][-1]["rules"] == states["native"][0]["rules"]

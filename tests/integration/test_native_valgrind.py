@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from corecni.net import TC_H_INGRESS, TC_H_INGRESS_HANDLE, Filter, Qdisc, Rule
 from corecni.net.base import Neighbour, Route
 
 pytest.importorskip("corecni._native")
@@ -59,6 +60,12 @@ static void dumps(const char *ns)
     c = cn_dump_addrs(ns, 0, &a); printf("addrs %d\n", c); if (c >= 0) cn_free(a);
     c = cn_dump_routes(ns, 0, &r); printf("routes %d\n", c); if (c >= 0) cn_free(r);
     c = cn_dump_neighs(ns, 0, &n); printf("neighs %d\n", c); if (c >= 0) cn_free(n);
+    struct cn_qdisc *q; struct cn_filter *f; struct cn_rule *ru;
+    c = cn_dump_qdiscs(ns, &q); printf("qdiscs %d\n", c); if (c >= 0) cn_free(q);
+    c = cn_dump_filters(ns, "veth1", 0xffff0000u, &f); printf("filters %d\n", c);
+    if (c >= 0) cn_free(f);
+    c = cn_dump_filters(ns, "nosuch", 0, &f); if (c >= 0) cn_free(f);
+    c = cn_dump_rules(ns, 0, &ru); printf("rules %d\n", c); if (c >= 0) cn_free(ru);
 }
 
 /* argv: spec... where spec is "commit|<netns>|<rcvbuf>|<file>", "dump|<netns>" or
@@ -157,6 +164,16 @@ def test_batch_path_is_clean_under_valgrind(tmp_path: Path, node_netns: str,
              .del_address("ghost0", "10.0.0.1/24", missing_ok=True)
              .del_route(Route(dst="10.77.0.0/16"), missing_ok=True)
              .del_link("c0"))
+    shape = (NativeBatch(node)
+             .add_ifb("ifb0").add_tap("tap0", mtu=1300).set_link("veth1", allmulti=True,
+                                                                 txqlen=500)
+             .add_qdisc(Qdisc("veth1", "tbf", handle=0x10000, rate=2**33, burst=10**6,
+                              limit=2 * 10**6))
+             .add_qdisc(Qdisc("veth1", "ingress", handle=TC_H_INGRESS_HANDLE,
+                              parent=TC_H_INGRESS))
+             .add_filter(Filter("veth1", TC_H_INGRESS_HANDLE, classid=0x10001, redirect="ifb0"))
+             .add_rule(Rule(table=100, src="10.1.0.2/32", iif="veth1"))
+             .del_link("tap0").add_tap("tap1").add_tap("tap1"))  # the second is EEXIST
     specs = [
         f"commit|{node}|0|{_write(tmp_path, 'bridge', bridge)}",
         f"commit|{node}|0|{_write(tmp_path, 'attach', attach)}",
@@ -165,6 +182,7 @@ def test_batch_path_is_clean_under_valgrind(tmp_path: Path, node_netns: str,
         f"commit|{node}|0|{_write(tmp_path, 'unresolved', unresolved)}",
         f"commit|{node}|1|{_write(tmp_path, 'overrun', overrun)}",
         f"commit|{node}|0|{_write(tmp_path, 'churn', churn)}",
+        f"commit|{node}|0|{_write(tmp_path, 'shape', shape)}",
         f"commit|{node}|0|{_write(tmp_path, 'garbage', bytes(range(256)) * 3)}",
         f"commit|{node}|0|{_write(tmp_path, 'truncated', attach.serialize()[:-6])}",
         f"commit|/run/netns/ccni-no-such-ns|0|{tmp_path / 'bridge'}",
@@ -192,7 +210,7 @@ def test_batch_path_is_clean_under_valgrind(tmp_path: Path, node_netns: str,
 
     commits = [line for line in proc.stdout.splitlines() if line.startswith("commit ")]
     names = ["bridge", "attach", "inside", "partial", "unresolved", "overrun", "churn",
-             "garbage", "truncated", "missing-ns"]
+             "shape", "garbage", "truncated", "missing-ns"]
     out = dict(zip(names, commits, strict=True))
     assert "rc=0 phases=2" in out["bridge"]
     assert "rc=0 phases=1" in out["attach"] and "rc=0 phases=1" in out["inside"]
@@ -200,6 +218,7 @@ def test_batch_path_is_clean_under_valgrind(tmp_path: Path, node_netns: str,
     assert "rc=1 [1:19]" in out["unresolved"] and "rolled_back=1" in out["unresolved"]  # ENODEV
     assert ":105]" in out["overrun"] and "rolled_back=30" in out["overrun"]  # ENOBUFS
     assert "rc=0" in out["churn"]
+    assert "rc=1 [9:17]" in out["shape"] and "rolled_back=2" in out["shape"]  # EEXIST: ifb, tap1
     assert "rc=-22" in out["garbage"] and "rc=-22" in out["truncated"]  # EINVAL
     assert "rc=-2 " in out["missing-ns"]  # ENOENT
     parsed = [line for line in proc.stdout.splitlines() if line.startswith("parse ")]

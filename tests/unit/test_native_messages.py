@@ -20,6 +20,17 @@ import pytest
 
 native = pytest.importorskip("corecni.net.native_backend")
 
+from corecni.net import (  # noqa: E402
+    TC_H_INGRESS,
+    TC_H_INGRESS_HANDLE,
+    TC_H_ROOT,
+    Filter,
+    Qdisc,
+    Rule,
+    tbf_buffer,
+    tbf_burst,
+    tc_handle,
+)
 from corecni.net.base import Neighbour, NetError, Route  # noqa: E402
 from corecni.net.native_backend import NativeBatch  # noqa: E402
 
@@ -72,8 +83,23 @@ class Msg:
         return any(t & 0x3FFF == atype for t, _ in self.attrs)
 
 
+# linux/pkt_sched.h, pkt_cls.h, tc_act/tc_mirred.h, fib_rules.h
+RTM_NEWRULE, RTM_DELRULE = 32, 33
+RTM_NEWQDISC, RTM_DELQDISC = 36, 37
+RTM_NEWTFILTER, RTM_DELTFILTER = 44, 45
+IFLA_TXQLEN, IFF_ALLMULTI, IFLA_VRF_TABLE = 13, 0x200, 1
+TCA_KIND, TCA_OPTIONS, TCA_TBF_PARMS, TCA_TBF_RATE64 = 1, 2, 1, 4
+TCA_U32_CLASSID, TCA_U32_SEL, TCA_U32_ACT = 1, 5, 7
+TCA_MATCHALL_CLASSID, TCA_MATCHALL_ACT = 1, 2
+TCA_ACT_KIND, TCA_ACT_OPTIONS, TCA_MIRRED_PARMS = 1, 2, 2
+TC_ACT_STOLEN, TCA_EGRESS_REDIR, TC_U32_TERMINAL = 4, 1, 1
+FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_TABLE, FRA_OIFNAME = 1, 2, 3, 6, 15, 17
+FR_ACT_TO_TBL = 1
+
 HDRLEN = {RTM_NEWLINK: 16, RTM_DELLINK: 16, RTM_NEWADDR: 8, RTM_DELADDR: 8,
-          RTM_NEWROUTE: 12, RTM_DELROUTE: 12, RTM_NEWNEIGH: 12}
+          RTM_NEWROUTE: 12, RTM_DELROUTE: 12, RTM_NEWNEIGH: 12, RTM_NEWQDISC: 20,
+          RTM_DELQDISC: 20, RTM_NEWTFILTER: 20, RTM_DELTFILTER: 20, RTM_NEWRULE: 12,
+          RTM_DELRULE: 12}
 
 
 def parse_attrs(data: bytes) -> list[tuple[int, bytes]]:
@@ -381,6 +407,174 @@ def test_del_link_by_name() -> None:
     assert cstr(m.attr(IFLA_IFNAME)) == "veth9"
 
 
+def test_set_link_allmulti_and_txqlen() -> None:
+    [m] = render(NativeBatch(None).set_link("eth0", allmulti=True, promisc=False, txqlen=77))
+    _, _, _, flags, change = ifinfo(m)
+    assert (flags, change) == (IFF_ALLMULTI, IFF_ALLMULTI | IFF_PROMISC)
+    assert u32(m.attr(IFLA_TXQLEN)) == 77
+    [m] = render(NativeBatch(None).set_link("eth0", allmulti=False))
+    assert ifinfo(m)[3:] == (0, IFF_ALLMULTI)
+
+
+def test_ifb_dummy_vrf_requests() -> None:
+    """One op (ADD_LINK) for the kinds without a lower link; the kernel here has no
+    dummy or vrf module, so these bytes are what their support is tested by."""
+    ifb, dummy, vrf = render(NativeBatch(None)
+                             .add_ifb("ifb0", mtu=1400)
+                             .add_dummy("dum0", netns="/run/netns/ctr", mac="02:00:00:00:00:03")
+                             .add_vrf("vrf0", 1001, netns="/run/netns/ctr"))
+    for m, kind in ((ifb, "ifb"), (dummy, "dummy"), (vrf, "vrf")):
+        assert m.type == RTM_NEWLINK
+        assert m.flags == NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        assert cstr(nested(m.attr(IFLA_LINKINFO))[IFLA_INFO_KIND]) == kind
+        assert not m.has(IFLA_LINK)
+    assert u32(ifb.attr(IFLA_MTU)) == 1400 and not ifb.has(IFLA_NET_NS_FD)
+    assert dummy.attr(IFLA_ADDRESS) == bytes.fromhex("020000000003")
+    assert u32(dummy.attr(IFLA_NET_NS_FD)) == NO_FD
+    data = nested(nested(vrf.attr(IFLA_LINKINFO))[IFLA_INFO_DATA])
+    assert u32(data[IFLA_VRF_TABLE]) == 1001
+    assert u32(vrf.attr(IFLA_NET_NS_FD)) == NO_FD
+
+
+def test_tap_is_an_ioctl_then_a_netlink_set() -> None:
+    """No netlink request creates a tap; MTU and MAC follow as an RTM_NEWLINK by name."""
+    assert render(NativeBatch(None).add_tap("tap0")) == []
+    [m] = render(NativeBatch(None).add_tap("tap0", mtu=1300, mac="02:00:00:00:00:07"))
+    assert (m.type, m.flags) == (RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
+    assert cstr(m.attr(IFLA_IFNAME)) == "tap0" and u32(m.attr(IFLA_MTU)) == 1300
+    with pytest.raises(NetError) as info:  # the name is taken: EEXIST, not an attach
+        NativeBatch(None).add_tap("eth0").render(NAMES)
+    assert info.value.errno == errno.EEXIST
+
+
+# --- traffic control and rules ---------------------------------------------------
+
+def tcmsg(m: Msg) -> tuple[int, int, int, int, int]:
+    family, _, _, index, handle, parent, info = struct.unpack("=BBHiIII", m.header)
+    return family, index, handle, parent, info
+
+
+def test_tbf_as_go_bandwidth_sends_it() -> None:
+    """rate 1 Mbit/s, burst 125 kbit (Go's config is in bits; the contract in bytes)."""
+    rate, burst, limit = 125_000, 15_625, 128_125
+    [m] = render(NativeBatch(None).add_qdisc(
+        Qdisc("eth0", "tbf", handle=tc_handle(1), rate=rate, burst=burst, limit=limit)))
+    assert m.type == RTM_NEWQDISC
+    assert m.flags == NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    assert tcmsg(m) == (0, NAMES["eth0"], 0x10000, TC_H_ROOT, 0)
+    assert cstr(m.attr(TCA_KIND)) == "tbf"
+    opts = nested(m.attr(TCA_OPTIONS))
+    assert set(opts) == {TCA_TBF_PARMS}  # no rate table, no rate64
+    fields = struct.unpack("=BBHhHI" "BBHhHI" "III", opts[TCA_TBF_PARMS])
+    assert fields[5] == rate and fields[11] == 0  # rate, no peak rate
+    assert fields[12:] == (limit, tbf_buffer(rate, burst), 0)
+    # Go: time2Tick(uint32(burst * 1e6 / rate)) with 15.625 ticks per microsecond
+    assert tbf_buffer(rate, burst) == 1_953_125 and tbf_burst(rate, 1_953_125) == burst
+
+
+def test_tbf_rate_beyond_32_bits_and_replace() -> None:
+    rate = 10 * 2**32
+    [m] = render(NativeBatch(None).add_qdisc(
+        Qdisc("eth0", "tbf", rate=rate, burst=2**20, limit=2**24), replace=True))
+    assert m.flags == NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    opts = nested(m.attr(TCA_OPTIONS))
+    assert struct.unpack_from("=I", opts[TCA_TBF_PARMS], 8)[0] == 0xFFFFFFFF
+    assert struct.unpack("=Q", opts[TCA_TBF_RATE64])[0] == rate
+
+
+def test_ingress_and_delete_qdisc() -> None:
+    add, gone = render(NativeBatch(None)
+                       .add_qdisc(Qdisc("eth0", "ingress", handle=TC_H_INGRESS_HANDLE,
+                                        parent=TC_H_INGRESS))
+                       .del_qdisc("eth0", parent=TC_H_INGRESS))
+    assert tcmsg(add) == (0, NAMES["eth0"], 0xFFFF0000, 0xFFFFFFF1, 0)
+    assert cstr(add.attr(TCA_KIND)) == "ingress" and not add.has(TCA_OPTIONS)
+    assert (gone.type, gone.flags) == (RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK)
+    assert tcmsg(gone) == (0, NAMES["eth0"], 0, 0xFFFFFFF1, 0) and not gone.has(TCA_KIND)
+
+
+def test_u32_redirect_filter_as_go_bandwidth_builds_it() -> None:
+    [m] = render(NativeBatch(None).add_filter(
+        Filter("eth0", TC_H_INGRESS_HANDLE, classid=tc_handle(1, 1), redirect="br0")))
+    assert m.type == RTM_NEWTFILTER
+    assert m.flags == NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    _, index, handle, parent, info = tcmsg(m)
+    assert (index, handle, parent) == (NAMES["eth0"], 0, 0xFFFF0000)
+    assert info == (1 << 16) | socket.htons(0x0003)  # pref 1, protocol all (network order)
+    assert cstr(m.attr(TCA_KIND)) == "u32"
+    opts = nested(m.attr(TCA_OPTIONS))
+    sel = struct.unpack_from("=BBBxHHhhI", opts[TCA_U32_SEL])  # flags, offshift, nkeys, ...
+    assert sel == (TC_U32_TERMINAL, 0, 1, 0, 0, 0, 0, 0) and len(opts[TCA_U32_SEL]) == 32
+    assert opts[TCA_U32_SEL][16:] == bytes(16)  # one key matching everything
+    assert u32(opts[TCA_U32_CLASSID]) == 0x10001
+    act = nested(nested(opts[TCA_U32_ACT])[1])
+    assert cstr(act[TCA_ACT_KIND]) == "mirred"
+    parms = struct.unpack("=IIiiiiI", nested(act[TCA_ACT_OPTIONS])[TCA_MIRRED_PARMS])
+    assert parms == (0, 0, TC_ACT_STOLEN, 0, 0, TCA_EGRESS_REDIR, NAMES["br0"])
+
+
+def test_matchall_filter_and_filter_delete() -> None:
+    add, gone = render(NativeBatch(None)
+                       .add_filter(Filter("eth0", 0xFFFFFFF2, kind="matchall", priority=3))
+                       .del_filter(Filter("eth0", TC_H_INGRESS_HANDLE, priority=1)))
+    opts = nested(add.attr(TCA_OPTIONS))
+    assert opts == {}  # neither class nor action
+    assert tcmsg(add)[4] >> 16 == 3
+    assert (gone.type, gone.flags) == (RTM_DELTFILTER, NLM_F_REQUEST | NLM_F_ACK)
+    assert tcmsg(gone)[3:] == (0xFFFF0000, (1 << 16) | socket.htons(3))
+    with pytest.raises(NetError) as info:
+        NativeBatch(None).add_filter(Filter("eth0", 0, kind="bpf")).render(NAMES)
+    assert info.value.errno == errno.EOPNOTSUPP
+
+
+def test_pyroute2_decodes_tc_requests_the_same_way() -> None:
+    pytest.importorskip("pyroute2")
+    from pyroute2.netlink.rtnl.tcmsg import tcmsg as p2tcmsg
+
+    qd, flt = render(NativeBatch(None)
+                     .add_qdisc(Qdisc("eth0", "tbf", handle=tc_handle(1), rate=125_000,
+                                      burst=15_625, limit=128_125))
+                     .add_filter(Filter("eth0", TC_H_INGRESS_HANDLE, redirect="br0")))
+    msg = p2tcmsg(qd.raw)
+    msg.decode()
+    parms = msg.get_attr("TCA_OPTIONS").get_attr("TCA_TBF_PARMS")
+    assert (parms["rate"], parms["limit"], parms["buffer"]) == (125_000, 128_125, 1_953_125)
+    msg = p2tcmsg(flt.raw)
+    msg.decode()
+    assert msg.get_attr("TCA_KIND") == "u32" and msg["parent"] == 0xFFFF0000
+    act = msg.get_attr("TCA_OPTIONS").get_attr("TCA_U32_ACT").get_attr("TCA_ACT_PRIO_1")
+    mirred = act.get_attr("TCA_ACT_OPTIONS").get_attr("TCA_MIRRED_PARMS")
+    assert (mirred["eaction"], mirred["action"], mirred["ifindex"]) == (1, 4, NAMES["br0"])
+
+
+def fib(m: Msg) -> tuple[int, ...]:
+    return struct.unpack("=BBBBBBBBI", m.header)
+
+
+def test_rules() -> None:
+    src, dst6, by_if, big, gone = render(NativeBatch(None)
+        .add_rule(Rule(table=100, src="10.1.2.3/32"))
+        .add_rule(Rule(table=101, priority=1000, dst="fd00::/64"))
+        .add_rule(Rule(table=102, iif="eth0", oif="ghost0"))  # names, not resolved
+        .add_rule(Rule(table=1000, priority=5))
+        .del_rule(Rule(table=100, src="10.1.2.3/32")))
+    assert (src.type, src.flags) == (RTM_NEWRULE,
+                                     NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    family, dlen, slen, tos, table, _, _, action, flags = fib(src)
+    assert (family, dlen, slen, tos, table, action, flags) == (
+        socket.AF_INET, 0, 32, 0, 100, FR_ACT_TO_TBL, 0)
+    assert src.attr(FRA_SRC) == socket.inet_aton("10.1.2.3") and not src.has(FRA_PRIORITY)
+    assert u32(src.attr(FRA_TABLE)) == 100 and not src.has(FRA_DST)
+    family, dlen, slen, *_ = fib(dst6)
+    assert (family, dlen, slen) == (socket.AF_INET6, 64, 0)
+    assert dst6.attr(FRA_DST) == socket.inet_pton(socket.AF_INET6, "fd00::")
+    assert u32(dst6.attr(FRA_PRIORITY)) == 1000
+    assert cstr(by_if.attr(FRA_IIFNAME)) == "eth0" and cstr(by_if.attr(FRA_OIFNAME)) == "ghost0"
+    assert fib(big)[4] == 0 and u32(big.attr(FRA_TABLE)) == 1000  # > 255: only FRA_TABLE
+    assert (gone.type, gone.flags) == (RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK)
+    assert gone.attr(FRA_SRC) == src.attr(FRA_SRC)
+
+
 # --- addresses, routes, neighbours -------------------------------------------------
 
 def test_addresses() -> None:
@@ -517,6 +711,14 @@ def test_unknown_link_is_named_in_the_error() -> None:
     (lambda b: b.add_vlan("v0", "eth0", 5000), "add_vlan"),
     (lambda b: b.add_neighbour(Neighbour("eth0", "nope", "02:00:00:00:00:01")),
      "add_neighbour"),
+    (lambda b: b.set_link("eth0", txqlen=-1), "set_link"),
+    (lambda b: b.add_vrf("vrf0", 2**32), "add_vrf"),
+    (lambda b: b.add_tap("t" * 16), "add_tap"),
+    (lambda b: b.add_qdisc(Qdisc("eth0", "tbf", rate=1000, limit=100)), "add_qdisc"),
+    (lambda b: b.add_qdisc(Qdisc("eth0", "tbf", rate=0, burst=1, limit=100)), "add_qdisc"),
+    (lambda b: b.add_filter(Filter("eth0", 0, priority=70000)), "add_filter"),
+    (lambda b: b.add_rule(Rule(table=1, src="10.0.0.0/8", dst="fd00::/8")), "add_rule"),
+    (lambda b: b.del_rule(Rule(table=1, src="10.0.0.1/8")), "del_rule"),
 ])
 def test_bad_arguments_are_refused_when_queued(call, op) -> None:  # type: ignore[no-untyped-def]
     batch = NativeBatch(None)
@@ -532,6 +734,9 @@ def test_malformed_buffers_are_rejected_not_trusted() -> None:
             .add_veth("veth1", "eth0", peer_netns="/run/netns/ctr", mtu=1400)
             .set_link("veth1", master="br0", up=True, alias="x")
             .add_route(Route(dst="0.0.0.0/0", gateway="10.0.0.1", ifname="eth0"))
+            .add_qdisc(Qdisc("eth0", "tbf", rate=2**33, burst=1000, limit=2000))
+            .add_filter(Filter("eth0", TC_H_INGRESS_HANDLE, redirect="br0"))
+            .add_rule(Rule(table=7, src="10.0.0.0/8", iif="eth0"))
             .serialize())
     rng = random.Random(1234)
     cases = [good[:n] for n in range(len(good))]  # every truncation
