@@ -892,8 +892,13 @@ class Pyroute2Backend:
             index = {v: k for k, v in names.items()}.get(ifname)
             if index is None:
                 raise NetError(errno.ENODEV, "filters", ifname)
-            found = [_filter_from_msg(m, names)
-                     for m in ipr.get_filters(index=index, parent=parent)]
+            try:
+                msgs = list(ipr.get_filters(index=index, parent=parent))
+            except Exception as exc:
+                if _errno_of(exc) not in (errno.EINVAL, errno.ENOENT):
+                    raise
+                msgs = []  # no such qdisc: no filters (as the native dump says)
+            found = [_filter_from_msg(m, names) for m in msgs]
         return [f for f in found if f is not None]
 
     # --- sysctls ---
