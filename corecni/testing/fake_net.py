@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from corecni.net.base import Address, Link, Neighbour, NetError, Route
+from corecni.net.base import Address, Filter, Link, Neighbour, NetError, Qdisc, Route, Rule
 from corecni.request import Request
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
@@ -144,6 +144,16 @@ class FakeBackend:
         return [*node, *self.rts.get(self._key(netns), [])]
 
     def neighbours(self, netns: str | None = None, ifname: str | None = None) -> list[Neighbour]:
+        return []
+
+    # rules, qdiscs and filters are logged when requested, not modelled: none read back
+    def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
+        return []
+
+    def qdiscs(self, netns: str | None = None, ifname: str | None = None) -> list[Qdisc]:
+        return []
+
+    def filters(self, ifname: str, parent: int, netns: str | None = None) -> list[Filter]:
         return []
 
     def sysctl_get(self, key: str, netns: str | None = None) -> str:
