@@ -160,7 +160,9 @@ class ResultCache:
                     entry = _parse(fh.read())
             except OSError:
                 continue
-            if entry is not None and (not container_id or entry.container_id == container_id):
+            if entry is None or not entry.network or not entry.ifname:
+                continue  # libcni skips entries that cannot name an attachment
+            if not container_id or entry.container_id == container_id:
                 out.append(entry)
         return out
 

@@ -348,6 +348,9 @@ def _doctor_configs(directory: str) -> None:
     """Every config file in the directory with its state: what it loads as, or why not."""
     from corecni.config import load_dir
 
+    if not os.path.exists(directory):
+        print(f"config dir: {directory}: does not exist")
+        return
     try:
         entries = load_dir(directory)
     except CNIError as exc:

@@ -263,5 +263,15 @@ class CNIRuntime:
     def get_cached_result(self, net: NetworkConfigList, rt: RuntimeConf) -> Result | None:
         return self._cached_result(net, rt)
 
+    def get_cached_config(self, net: NetworkConfigList,
+                          rt: RuntimeConf) -> tuple[bytes, RuntimeConf] | None:
+        """libcni's ``GetNetworkListCachedConfig``: the list bytes cached by ADD and ``rt``
+        with the cached CNI_ARGS and capability args; None when nothing is cached."""
+        entry = self._cache(rt).get(net.name, rt)
+        if entry is None:
+            return None
+        return entry.config, attrs.evolve(rt, args=entry.args or rt.args,
+                                          capability_args=dict(entry.capability_args))
+
     def get_cached_attachments(self, container_id: str = "") -> list[CachedAttachment]:
         return ResultCache(self.cache_dir).attachments(container_id)

@@ -56,9 +56,14 @@ def setup(case: dict[str, Any], tmp_path: Path, cni_bin: Path,
 def run_step(s: Setup, step: dict[str, Any]) -> None:
     op = step["op"]
 
+    rt = attrs.evolve(s.rt, ifname=step["ifname"]) if "ifname" in step else s.rt
+
     def call() -> Any:
         if op == "add":
-            return s.runtime.add_network_list(s.net, s.rt)
+            return s.runtime.add_network_list(s.net, rt)
+        if op == "cached_config":  # asked with a bare RuntimeConf, as upstream
+            bare = RuntimeConf(container_id=rt.container_id, ifname=rt.ifname, netns=rt.netns)
+            return s.runtime.get_cached_config(s.net, bare)
         if op == "check":
             return s.runtime.check_network_list(s.net, s.rt)
         if op == "del":
@@ -82,6 +87,12 @@ def run_step(s: Setup, step: dict[str, Any]) -> None:
         assert answer.to_dict() == step["expect_result"]
     if "expect_caps" in step:
         assert sorted(answer) == step["expect_caps"]
+    if op == "cached_config":
+        config, cached_rt = answer
+        assert config == s.net.raw_bytes
+        assert cached_rt.args == s.rt.args
+        assert dict(cached_rt.capability_args) == dict(s.rt.capability_args)
+        assert (cached_rt.container_id, cached_rt.ifname) == (rt.container_id, rt.ifname)
 
 
 def plugin_index(case: dict[str, Any], stdin: dict[str, Any]) -> int:
@@ -136,6 +147,8 @@ def test_scenario(case: dict[str, Any], tmp_path: Path, cni_bin: Path) -> None:
                 assert got["stdin"]["cni.dev/attachments"] == want["valid_attachments"]
             for key, value in want.get("env", {}).items():
                 assert got["env"][key] == value
+    if "expect_cache_files" in case:
+        assert sorted(p.name for p in s.cache.parent.iterdir()) == case["expect_cache_files"]
     if "expect_cache" in case:
         if case["expect_cache"] is None:
             assert not s.cache.exists()

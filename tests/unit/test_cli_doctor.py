@@ -68,3 +68,9 @@ def test_cli_unknown_network_mentions_the_unloadable_files(env: dict[str, str]) 
     out = corecni("validate", "syntax", env=env)
     assert out.returncode == 1
     assert "20-syntax.conflist" in out.stderr and "error parsing" in out.stderr
+
+
+def test_doctor_says_when_the_config_dir_is_missing(env: dict[str, str], tmp_path: Path) -> None:
+    out = corecni("doctor", env={**env, "NETCONFPATH": str(tmp_path / "nowhere")})
+    assert out.returncode == 0, out.stderr
+    assert f"config dir: {tmp_path / 'nowhere'}: does not exist" in out.stdout

@@ -346,3 +346,28 @@ def test_list_of_a_newer_version_is_the_plugins_to_refuse(runtime: CNIRuntime,
     with pytest.raises(CNIError) as info:  # Go's skel refuses DEL the same way
         runtime.del_network_list(net, RT)
     assert info.value.code == 1
+
+
+def test_cached_attachments_skip_entries_without_network_or_ifname(tmp_path: Path) -> None:
+    """libcni's GetCachedAttachments skips entries with an empty ifName or networkName."""
+    results = tmp_path / "cache" / "results"
+    results.mkdir(parents=True)
+    base = {"kind": "cniCacheV1", "containerId": "c1", "config": "", "ifName": "eth0",
+            "networkName": "n"}
+    (results / "n-c1-eth0").write_text(json.dumps(base))
+    (results / "-c1-eth0").write_text(json.dumps({**base, "networkName": ""}))
+    (results / "n-c1-").write_text(json.dumps({**base, "ifName": ""}))
+    found = ResultCache(str(tmp_path / "cache")).attachments()
+    assert [(a.network, a.container_id, a.ifname) for a in found] == [("n", "c1", "eth0")]
+
+
+def test_cached_config_round_trip(runtime: CNIRuntime, tmp_path: Path) -> None:
+    net = network(tmp_path / "log")
+    bare = RuntimeConf(container_id=RT.container_id, ifname=RT.ifname, netns=RT.netns)
+    assert runtime.get_cached_config(net, bare) is None
+    runtime.add_network_list(net, RT)
+    cached = runtime.get_cached_config(net, bare)
+    assert cached is not None
+    assert cached[0] == net.raw_bytes
+    assert (cached[1].args, dict(cached[1].capability_args)) == \
+        (RT.args, dict(RT.capability_args))
