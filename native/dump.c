@@ -383,7 +383,10 @@ static const void *wanted(const struct dump_ctx *dc, const struct nlmsghdr *h, s
     if (h->nlmsg_len < NLMSG_LENGTH(hdrlen))
         return NULL;
     const unsigned char *family = NLMSG_DATA(h);
-    if (*family != AF_INET && *family != AF_INET6)
+    /* AF_BRIDGE (FDB entries) only when asked for by name: an unspecified dump
+     * of neighbours must not mix them in */
+    if (*family != AF_INET && *family != AF_INET6 &&
+        !(*family == AF_BRIDGE && dc->family == AF_BRIDGE))
         return NULL;
     if (dc->family && *family != dc->family)
         return NULL;
@@ -425,7 +428,10 @@ static int neigh_cb(const struct nlmsghdr *h, void *arg)
     n->index = nd->ndm_ifindex;
     n->state = nd->ndm_state;
     n->flags = nd->ndm_flags;
-    fmt_ip(n->dst, sizeof n->dst, n->family, tb[NDA_DST]);
+    /* an FDB entry (AF_BRIDGE) names its remote endpoint in the IP family its length says */
+    int dst_family = n->family != AF_BRIDGE ? n->family
+                     : tb[NDA_DST] && CN_NLA_LEN(tb[NDA_DST]) == 16 ? AF_INET6 : AF_INET;
+    fmt_ip(n->dst, sizeof n->dst, dst_family, tb[NDA_DST]);
     fmt_hw(n->lladdr, sizeof n->lladdr, tb[NDA_LLADDR]);
     name_of(&dc->nm, n->index, n->ifname);
     return 0;

@@ -275,6 +275,33 @@ static void build_add_link(struct ctx *c, int i)
     end_created(c, i, m, li, data);
 }
 
+/* vxlan: VNI, local tunnel IP (CN_A_SRC), UDP port, underlay link (CN_A_MASTER, as
+ * IFLA_VXLAN_LINK inside the data, not IFLA_LINK), learning off with NOLEARNING. */
+static void build_add_vxlan(struct ctx *c, int i)
+{
+    const struct op *o = &c->ops[i];
+    int lower = 0;
+    if (has(o, CN_A_MASTER)) {
+        lower = resolve_for(c, i, str(o, CN_A_MASTER), "underlay link");
+        if (lower == 0)
+            return;
+    }
+    size_t li, data;
+    struct msgrec *m = begin_created(c, i, "vxlan", 0, &li, &data);
+    if (m == NULL)
+        return;
+    struct nlbuf *b = &c->pend;
+    nb_put_u32(b, IFLA_VXLAN_ID, u32(o, CN_A_VNI));
+    if (has(o, CN_A_SRC))
+        put_attr(b, o->alen[CN_A_SRC] == 4 ? IFLA_VXLAN_LOCAL : IFLA_VXLAN_LOCAL6, o, CN_A_SRC);
+    if (lower)
+        nb_put_u32(b, IFLA_VXLAN_LINK, (uint32_t)lower);
+    uint16_t port = htons((uint16_t)u32_or(o, CN_A_PORT, 4789));
+    nb_put(b, IFLA_VXLAN_PORT, &port, sizeof port);
+    nb_put_u8(b, IFLA_VXLAN_LEARNING, (o->flags & CN_F_NOLEARNING) ? 0 : 1);
+    end_created(c, i, m, li, data);
+}
+
 struct tap_req {
     const char *name;
     unsigned flags;
@@ -518,6 +545,8 @@ static void build_route(struct ctx *c, int i)
     rt->rtm_protocol = (uint8_t)u32_or(o, CN_A_PROTO, add ? RTPROT_BOOT : RTPROT_UNSPEC);
     rt->rtm_scope = (uint8_t)u32_or(o, CN_A_SCOPE, scope);
     rt->rtm_type = add ? RTN_UNICAST : RTN_UNSPEC;
+    if (o->flags & CN_F_ONLINK)
+        rt->rtm_flags |= RTNH_F_ONLINK;
     nb_put_u32(b, RTA_TABLE, table);
     if (has(o, CN_A_DST) && u32(o, CN_A_PREFIXLEN) > 0)
         put_attr(b, RTA_DST, o, CN_A_DST);
@@ -552,6 +581,49 @@ static void build_add_neigh(struct ctx *c, int i)
     nd->ndm_state = (o->flags & CN_F_PERMANENT) ? NUD_PERMANENT : NUD_REACHABLE;
     put_attr(b, NDA_DST, o, CN_A_ADDR);
     put_attr(b, NDA_LLADDR, o, CN_A_LLADDR);
+    end_msg(c, m);
+}
+
+/* An FDB entry of a VXLAN port (bridge fdb ... self dst IP): AF_BRIDGE, NTF_SELF,
+ * permanent; CN_A_LLADDR is the MAC, CN_A_DST the remote tunnel endpoint. */
+static void build_fdb(struct ctx *c, int i)
+{
+    const struct op *o = &c->ops[i];
+    struct nlbuf *b = &c->pend;
+    int index = resolve_for(c, i, str(o, CN_A_IFNAME), "link");
+    if (index == 0)
+        return;
+    int add = o->code == CN_OP_ADD_FDB;
+    uint16_t flags = add ? NLM_F_CREATE | ((o->flags & CN_F_REPLACE) ? NLM_F_REPLACE
+                                                                      : NLM_F_EXCL) : 0;
+    struct msgrec *m = new_msg(c, i, ROLE_MAIN, add ? RTM_NEWNEIGH : RTM_DELNEIGH, flags,
+                               sizeof(struct ndmsg));
+    if (m == NULL)
+        return;
+    struct ndmsg *nd = nb_hdr(b, m->off);
+    nd->ndm_family = AF_BRIDGE;
+    nd->ndm_ifindex = index;
+    nd->ndm_state = NUD_PERMANENT;
+    nd->ndm_flags = NTF_SELF;
+    put_attr(b, NDA_LLADDR, o, CN_A_LLADDR);
+    put_attr_if(b, NDA_DST, o, CN_A_DST);
+    end_msg(c, m);
+}
+
+static void build_del_neigh(struct ctx *c, int i)
+{
+    const struct op *o = &c->ops[i];
+    struct nlbuf *b = &c->pend;
+    int index = resolve_for(c, i, str(o, CN_A_IFNAME), "link");
+    if (index == 0)
+        return;
+    struct msgrec *m = new_msg(c, i, ROLE_MAIN, RTM_DELNEIGH, 0, sizeof(struct ndmsg));
+    if (m == NULL)
+        return;
+    struct ndmsg *nd = nb_hdr(b, m->off);
+    nd->ndm_family = (uint8_t)u32(o, CN_A_FAMILY);
+    nd->ndm_ifindex = index;
+    put_attr(b, NDA_DST, o, CN_A_ADDR);
     end_msg(c, m);
 }
 
@@ -757,6 +829,12 @@ const struct op_kind cn_ops[CN_OP_MAX + 1] = {
                           NULL},
     [CN_OP_DEL_FILTER] = {build_del_filter, NEED2(IFNAME, PARENT), CREATES_NOTHING,
                           {ENOENT, EINVAL, ENODEV}, NULL},
+    [CN_OP_ADD_VXLAN] = {build_add_vxlan, NEED2(NAME, VNI), CREATES_IN_NETNS, {0}, NULL},
+    [CN_OP_ADD_FDB] = {build_fdb, NEED2(IFNAME, LLADDR), CREATES_NOTHING, {0}, NULL},
+    [CN_OP_DEL_FDB] = {build_fdb, NEED2(IFNAME, LLADDR), CREATES_NOTHING, {ENOENT, ENODEV},
+                       NULL},
+    [CN_OP_DEL_NEIGH] = {build_del_neigh, NEED3(IFNAME, FAMILY, ADDR), CREATES_NOTHING,
+                         {ENOENT, ENODEV}, NULL},
     [CN_OP_ADD_RULE] = {build_rule, NEED2(FAMILY, TABLE), CREATES_NOTHING, {0}, NULL},
     [CN_OP_DEL_RULE] = {build_rule, NEED1(FAMILY), CREATES_NOTHING, {ENOENT}, NULL},
 };

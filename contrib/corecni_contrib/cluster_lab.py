@@ -142,7 +142,8 @@ class Lab:
         self.close()
 
     def pod_netns(self, node: Node, index: int) -> str:
-        return self._netns(f"{node.name.rsplit('-', 1)[1]}pod{index}")
+        """A pod's namespace (removed with the lab); its path."""
+        return f"/run/netns/{self._netns(f'{node.name.rsplit(chr(45), 1)[1]}pod{index}')}"
 
 
 def leftovers(tag: str) -> Sequence[str]:

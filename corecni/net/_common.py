@@ -14,7 +14,16 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeVar
 
-from corecni.net.base import Address, Filter, Neighbour, NetError, Qdisc, Route, Rule
+from corecni.net.base import (
+    Address,
+    FdbEntry,
+    Filter,
+    Neighbour,
+    NetError,
+    Qdisc,
+    Route,
+    Rule,
+)
 
 # Kernel values of the mode names the contract accepts (IFLA_MACVLAN_MODE bits,
 # IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS).
@@ -28,6 +37,7 @@ _MODE_NAMES = {"macvlan": {code: name for name, code in MACVLAN_MODES.items()},
 
 RT_TABLE_MAIN = 254
 NUD_PERMANENT = 0x80
+AF_BRIDGE = 7  # socket.AF_BRIDGE: the FDB's neighbour family
 
 
 class invalid:  # lower-case: used like a function, ``with invalid(op, obj):``
@@ -77,6 +87,8 @@ def route_obj(route: Route) -> str:
         text += f" via {route.gateway}"
     if route.ifname:
         text += f" dev {route.ifname}"
+    if route.onlink:
+        text += " onlink"
     if route.table != RT_TABLE_MAIN:
         text += f" table {route.table}"
     return text
@@ -85,6 +97,11 @@ def route_obj(route: Route) -> str:
 def neighbour_obj(neigh: Neighbour) -> str:
     """How a neighbour entry is named in ``NetError``."""
     return f"{neigh.address} lladdr {neigh.lladdr} dev {neigh.ifname}"
+
+
+def fdb_obj(entry: FdbEntry) -> str:
+    """How an FDB entry is named in ``NetError`` (``bridge fdb``-like)."""
+    return f"{entry.mac} dev {entry.ifname}" + (f" dst {entry.dst}" if entry.dst else "")
 
 
 def rule_obj(rule: Rule) -> str:

@@ -71,6 +71,7 @@ class Route:
     advmss: int | None = None
     src: str | None = None
     proto: int | None = None
+    onlink: bool = False  # the gateway is on the link even with no route to it (RTNH_F_ONLINK)
 
 
 @attrs.frozen
@@ -79,6 +80,16 @@ class Neighbour:
     address: str  # IP
     lladdr: str  # MAC
     permanent: bool = True
+
+
+@attrs.frozen
+class FdbEntry:
+    """A forwarding-database entry of a VXLAN (or bridge) port: frames for ``mac`` go
+    to the remote tunnel endpoint ``dst`` (``bridge fdb ... dst``); permanent."""
+
+    ifname: str
+    mac: str  # lower-case
+    dst: str | None = None  # remote VTEP IP; None for a plain bridge entry
 
 
 # tc handles are "major:minor" packed in 32 bits: tc_handle(1, 0) is "1:".
@@ -244,6 +255,22 @@ class Batch(Protocol):
 
     def add_neighbour(self, neigh: Neighbour, *, replace: bool = True) -> Batch: ...
 
+    def del_neighbour(self, neigh: Neighbour, *, missing_ok: bool = False) -> Batch:
+        """By address and link; the lladdr is not compared."""
+        ...
+
+    def add_vxlan(self, name: str, vni: int, *, local: str | None = None, port: int = 4789,
+                  dev: str | None = None, learning: bool = True, mtu: int | None = None,
+                  mac: str | None = None) -> Batch:
+        """A VXLAN link: ``vni``, the local tunnel IP, the UDP port, the underlay link."""
+        ...
+
+    def add_fdb(self, entry: FdbEntry, *, replace: bool = True) -> Batch:
+        """A permanent FDB entry (``NTF_SELF``: the VXLAN device's own table)."""
+        ...
+
+    def del_fdb(self, entry: FdbEntry, *, missing_ok: bool = False) -> Batch: ...
+
     def add_rule(self, rule: Rule) -> Batch:
         """An identical rule already there is EEXIST."""
 
@@ -284,6 +311,10 @@ class NetBackend(Protocol):
 
     def neighbours(self, netns: str | None = None,
                    ifname: str | None = None) -> list[Neighbour]: ...
+
+    def fdb(self, ifname: str, netns: str | None = None) -> list[FdbEntry]:
+        """The FDB entries of ``ifname`` that name a remote endpoint (VXLAN)."""
+        ...
 
     def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
         """Every rule of ``family`` (both IPv4 and IPv6 when None), the kernel's own too."""

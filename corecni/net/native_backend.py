@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from corecni._native import ffi, lib
 from corecni.net._common import (
+    AF_BRIDGE,
     IPVLAN_FLAGS,
     IPVLAN_MODES,
     MACVLAN_MODES,
     NUD_PERMANENT,
+    fdb_obj,
     filter_obj,
     in_table,
     invalid,
@@ -50,6 +52,7 @@ from corecni.net.base import (
     TC_H_ROOT,
     Address,
     Batch,
+    FdbEntry,
     Filter,
     Link,
     Neighbour,
@@ -378,7 +381,8 @@ class NativeBatch:
     def add_route(self, route: Route, *, replace: bool = False) -> NativeBatch:
         """Without a gateway an IPv4 route gets link scope (as ``ip route`` does);
         the protocol defaults to ``boot`` (3) like iproute2's."""
-        return self._route(OP.ADD_ROUTE, "add_route", route, F.REPLACE if replace else 0)
+        flags = (F.REPLACE if replace else 0) | (F.ONLINK if route.onlink else 0)
+        return self._route(OP.ADD_ROUTE, "add_route", route, flags)
 
     def del_route(self, route: Route, *, missing_ok: bool = False) -> NativeBatch:
         """Matches on the fields given (metrics are not matched); unset scope/proto
@@ -394,6 +398,37 @@ class NativeBatch:
                             (A.LLADDR, neigh.lladdr))
         flags = (F.REPLACE if replace else 0) | (F.PERMANENT if neigh.permanent else 0)
         return self._add(OP.ADD_NEIGH, op, obj, attrs, flags)
+
+    def del_neighbour(self, neigh: Neighbour, *, missing_ok: bool = False) -> NativeBatch:
+        op, obj = "del_neighbour", neighbour_obj(neigh)
+        with invalid(op, obj):
+            family, packed = _ip(neigh.address)
+            attrs = _encode((A.IFNAME, neigh.ifname), (A.FAMILY, family), (A.ADDR, packed))
+        return self._add(OP.DEL_NEIGH, op, obj, attrs, F.MISSING_OK if missing_ok else 0)
+
+    # -- VXLAN and its forwarding database -----------------------------------
+    def add_vxlan(self, name: str, vni: int, *, local: str | None = None, port: int = 4789,
+                  dev: str | None = None, learning: bool = True, mtu: int | None = None,
+                  mac: str | None = None) -> NativeBatch:
+        op, obj = "add_vxlan", f"{name} on {dev}" if dev else name
+        with invalid(op, obj):
+            attrs = _encode((A.NAME, name), (A.VNI, vni), (A.PORT, port))
+            attrs += _encode_given((A.SRC, _ip(local)[1] if local else None),
+                                   (A.MASTER, dev), (A.MTU, mtu), (A.MAC, mac))
+        return self._add(OP.ADD_VXLAN, op, obj, attrs, 0 if learning else F.NOLEARNING)
+
+    def _fdb(self, code: int, op: str, entry: FdbEntry, flags: int) -> NativeBatch:
+        obj = fdb_obj(entry)
+        with invalid(op, obj):
+            attrs = _encode((A.IFNAME, entry.ifname), (A.LLADDR, entry.mac))
+            attrs += _encode_given((A.DST, _ip(entry.dst)[1] if entry.dst else None))
+        return self._add(code, op, obj, attrs, flags)
+
+    def add_fdb(self, entry: FdbEntry, *, replace: bool = True) -> NativeBatch:
+        return self._fdb(OP.ADD_FDB, "add_fdb", entry, F.REPLACE if replace else 0)
+
+    def del_fdb(self, entry: FdbEntry, *, missing_ok: bool = False) -> NativeBatch:
+        return self._fdb(OP.DEL_FDB, "del_fdb", entry, F.MISSING_OK if missing_ok else 0)
 
     # -- rules ------------------------------------------------------------
     def _rule(self, code: int, op: str, rule: Rule, flags: int) -> NativeBatch:
@@ -602,6 +637,10 @@ def _neighbour_of(r: Any) -> Neighbour:
                      permanent=bool(r.state & NUD_PERMANENT))
 
 
+def _fdb_of(r: Any) -> FdbEntry:
+    return FdbEntry(ifname=_text(r.ifname), mac=_text(r.lladdr), dst=_text(r.dst) or None)
+
+
 def _rule_of(r: Any) -> Rule:
     return Rule(table=r.table, priority=r.priority if r.has_priority else 0,
                 src=f"{_text(r.src)}/{r.src_len}" if r.src_len else None,
@@ -659,6 +698,10 @@ class NativeBackend:
                    ifname: str | None = None) -> list[Neighbour]:
         return on_link(_dump("neighbours", netns, "cn_neigh", lib.cn_dump_neighs, 0,
                              _neighbour_of), ifname)
+
+    def fdb(self, ifname: str, netns: str | None = None) -> list[FdbEntry]:
+        found = _dump("fdb", netns, "cn_neigh", lib.cn_dump_neighs, AF_BRIDGE, _fdb_of)
+        return [e for e in found if e.ifname == ifname and e.dst]
 
     def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
         return _dump("rules", netns, "cn_rule", lib.cn_dump_rules, family or 0, _rule_of)

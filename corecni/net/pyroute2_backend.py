@@ -28,11 +28,13 @@ import attrs
 
 from corecni import netns as _netns
 from corecni.net._common import (
+    AF_BRIDGE,
     IPVLAN_FLAGS,
     IPVLAN_MODES,
     MACVLAN_MODES,
     NUD_PERMANENT,
     RT_TABLE_MAIN,
+    fdb_obj,
     filter_obj,
     in_table,
     invalid,
@@ -52,6 +54,7 @@ from corecni.net._common import (
 from corecni.net.base import (
     TC_H_ROOT,
     Address,
+    FdbEntry,
     Filter,
     Link,
     Neighbour,
@@ -71,6 +74,8 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255  # in a delete request: "any scope"
 RTPROT_BOOT = 3  # what iproute2 and the Go netlink library put on routes they add
+RTNH_F_ONLINK = 4  # a gateway on the link without a route to it
+NTF_SELF = 0x02  # an FDB entry of the device itself (a VXLAN remote), not of its bridge
 
 # A pyroute2 IPRoute (untyped).
 IPR = Any
@@ -489,6 +494,8 @@ class Pyroute2Batch:
                 scope = RT_SCOPE_UNIVERSE if route.gateway else RT_SCOPE_LINK
             kw |= _opt(scope=scope)
             kw["proto"] = route.proto if route.proto is not None else RTPROT_BOOT
+            if route.onlink:
+                kw["flags"] = RTNH_F_ONLINK
             metrics = _opt(mtu=route.mtu, advmss=route.advmss)
             if metrics:
                 kw["metrics"] = metrics
@@ -523,6 +530,50 @@ class Pyroute2Batch:
                         family=socket.AF_INET if ip.version == 4 else socket.AF_INET6,
                         state=NUD_PERMANENT if neigh.permanent else NUD_REACHABLE)
         return self._queue("add_neighbour", obj, run)
+
+    def del_neighbour(self, neigh: Neighbour, *, missing_ok: bool = False) -> Pyroute2Batch:
+        obj = neighbour_obj(neigh)
+        try:
+            ip = ipaddress.ip_address(neigh.address)
+        except ValueError as exc:
+            raise NetError(errno.EINVAL, "del_neighbour", obj, str(exc)) from exc
+
+        def run(s: _Session) -> None:
+            if missing_ok and s.find(neigh.ifname) is None:
+                return
+            with _gone_ok(missing_ok, errno.ENOENT, errno.ENODEV):
+                s.ipr.neigh("del", ifindex=s.index(neigh.ifname), dst=str(ip),
+                            family=socket.AF_INET if ip.version == 4 else socket.AF_INET6)
+        return self._queue("del_neighbour", obj, run)
+
+    # --- VXLAN and its forwarding database ---
+
+    def add_vxlan(self, name: str, vni: int, *, local: str | None = None, port: int = 4789,
+                  dev: str | None = None, learning: bool = True, mtu: int | None = None,
+                  mac: str | None = None) -> Pyroute2Batch:
+        def run(s: _Session) -> None:
+            kw = _opt(vxlan_local=local, mtu=mtu, address=mac)
+            if dev is not None:
+                kw["vxlan_link"] = s.index(dev)
+            s.ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_port=port,
+                       vxlan_learning=1 if learning else 0, **kw)
+            s.record(self._netns, name)
+        return self._queue("add_vxlan", f"{name} on {dev}" if dev else name, run)
+
+    def _fdb(self, op: str, entry: FdbEntry, command: str, missing_ok: bool) -> Pyroute2Batch:
+        def run(s: _Session) -> None:
+            if missing_ok and s.find(entry.ifname) is None:
+                return
+            with _gone_ok(missing_ok, errno.ENOENT, errno.ENODEV):
+                s.ipr.fdb(command, ifindex=s.index(entry.ifname), lladdr=entry.mac.lower(),
+                          state=NUD_PERMANENT, flags=NTF_SELF, **_opt(dst=entry.dst))
+        return self._queue(op, fdb_obj(entry), run)
+
+    def add_fdb(self, entry: FdbEntry, *, replace: bool = True) -> Pyroute2Batch:
+        return self._fdb("add_fdb", entry, "replace" if replace else "add", False)
+
+    def del_fdb(self, entry: FdbEntry, *, missing_ok: bool = False) -> Pyroute2Batch:
+        return self._fdb("del_fdb", entry, "del", missing_ok)
 
     # --- rules ---
 
@@ -874,6 +925,13 @@ class Pyroute2Backend:
                    ifname: str | None = None) -> list[Neighbour]:
         names, msgs = _dump(netns, "neighbours", "get_neighbours", None)
         return on_link([_neighbour_from_msg(m, names) for m in msgs], ifname)
+
+    def fdb(self, ifname: str, netns: str | None = None) -> list[FdbEntry]:
+        names, msgs = _dump(netns, "fdb", "get_neighbours", AF_BRIDGE)
+        found = [FdbEntry(ifname=names.get(int(m["ifindex"]), ""),
+                          mac=str(_attr(m, "NDA_LLADDR") or "").lower(),
+                          dst=_attr(m, "NDA_DST")) for m in msgs]
+        return [e for e in found if e.ifname == ifname and e.dst]
 
     def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
         with _iproute(netns, "rules") as ipr:

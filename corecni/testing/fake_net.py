@@ -22,7 +22,17 @@ from typing import Any
 
 import attrs
 
-from corecni.net.base import Address, Filter, Link, Neighbour, NetError, Qdisc, Route, Rule
+from corecni.net.base import (
+    Address,
+    FdbEntry,
+    Filter,
+    Link,
+    Neighbour,
+    NetError,
+    Qdisc,
+    Route,
+    Rule,
+)
 from corecni.request import Request
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
@@ -148,6 +158,9 @@ class FakeBackend:
 
     # rules, qdiscs and filters are logged when requested, not modelled: none read back
     def rules(self, netns: str | None = None, family: int | None = None) -> list[Rule]:
+        return []
+
+    def fdb(self, ifname: str, netns: str | None = None) -> list[FdbEntry]:
         return []
 
     def qdiscs(self, netns: str | None = None, ifname: str | None = None) -> list[Qdisc]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from corecni.kit import CNIError, ErrorCode, Request, Result, config_error, hookimpl, str_key
 from corecni_contrib.flannel import delegate as delegate_conf
@@ -75,39 +76,52 @@ def cni_add(request: Request) -> Result:
     return result
 
 
-@hookimpl
-def cni_del(request: Request) -> None:
+class _Unreadable(Exception):
+    """The saved delegate config exists but cannot be parsed."""
+
+
+def _saved(request: Request) -> tuple[str, dict[str, Any] | None]:
+    """(path, the delegate config ADD saved for this container, or None when absent)."""
     _, data_dir = _paths(request)
     path = _scratch(data_dir, request.container_id)
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            conf = json.loads(fh.read())
     except FileNotFoundError:
-        return  # never added, or already deleted
+        return path, None
     except OSError as exc:
         raise CNIError(ErrorCode.IO_FAILURE, f"failed to read {path}",
                        exc.strerror or str(exc)) from None
+    except ValueError:
+        raise _Unreadable(path) from None
+    if not isinstance(conf, dict) or not isinstance(conf.get("type"), str):
+        raise _Unreadable(path)
+    return path, conf
+
+
+@hookimpl
+def cni_del(request: Request) -> None:
     try:
-        conf = json.loads(data)
-        plugin_type = conf["type"]
-    except (ValueError, KeyError, TypeError):
-        os.remove(path)  # Go's rule: unreadable, nothing to replay; the link dies with the node
+        path, conf = _saved(request)
+    except _Unreadable as exc:
+        os.remove(str(exc))  # Go's rule: nothing to replay; the link dies with the node
         return
+    if conf is None:
+        return  # never added, or already deleted
     if request.runtime_config:
         conf["runtimeConfig"] = dict(request.runtime_config)
-    request.delegate_call(str(plugin_type), "DEL", conf)
+    request.delegate_call(conf["type"], "DEL", conf)
     os.remove(path)
 
 
 @hookimpl
 def cni_check(request: Request) -> None:
     """Go's flannel plugin checks nothing; the delegate's CHECK does the work here."""
-    _, data_dir = _paths(request)
-    path = _scratch(data_dir, request.container_id)
     try:
-        with open(path, "rb") as fh:
-            conf = json.loads(fh.read())
-    except (OSError, ValueError):
-        raise CNIError(ErrorCode.INTERNAL, "flannel: no saved delegate config",
-                       path) from None
-    request.delegate_call(str(conf["type"]), "CHECK", conf)
+        path, conf = _saved(request)
+    except _Unreadable as exc:
+        raise CNIError(ErrorCode.INTERNAL, "flannel: saved delegate config is unreadable",
+                       str(exc)) from None
+    if conf is None:
+        raise CNIError(ErrorCode.INTERNAL, "flannel: no saved delegate config", path)
+    request.delegate_call(conf["type"], "CHECK", conf)

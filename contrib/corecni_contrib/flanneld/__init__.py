@@ -1,0 +1,1 @@
+"""flannel's reachability half: ``corecni-flanneld`` (see ``daemon``)."""

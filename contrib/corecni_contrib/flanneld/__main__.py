@@ -1,0 +1,5 @@
+import sys
+
+from corecni_contrib.flanneld.daemon import main
+
+sys.exit(main())
