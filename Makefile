@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev
 	etcd-server iperf3
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test docs lint typecheck unit integration interop bench soak deps venv clean
+.PHONY: all demo demo-cluster test docs lint typecheck unit integration interop bench soak deps venv clean
 
 all: test
 
@@ -36,6 +36,10 @@ venv: $(STAMP)
 # --- the two commands -----------------------------------------------------
 demo: $(STAMP)
 	$(VENV)/bin/corecni demo
+
+# three nodes (flannel + etcd, VXLAN) in namespaces: cross-node pings, then nothing left
+demo-cluster: $(STAMP)
+	$(PY) -m corecni_contrib.cluster_demo
 
 test: $(STAMP) lint typecheck docs
 	$(PY) -m pytest -q tests

@@ -105,7 +105,8 @@ if TYPE_CHECKING:
         link_removed_on_failure,
         lookup_master,
         prev_container_interface,
-        random_veth_name,
+        random_mac,
+    random_veth_name,
         temp_link_name,
     )
 
@@ -134,6 +135,7 @@ _LAZY = {
     "link_removed_on_failure": "corecni.kit.links",
     "lookup_master": "corecni.kit.links",
     "prev_container_interface": "corecni.kit.links",
+    "random_mac": "corecni.kit.links",
     "random_veth_name": "corecni.kit.links",
     "temp_link_name": "corecni.kit.links",
 }
@@ -204,6 +206,7 @@ __all__ = [
     "parse_mac",
     "parse_routes",
     "prev_container_interface",
+    "random_mac",
     "random_veth_name",
     "release_ipam",
     "require_ips",

@@ -240,6 +240,13 @@ _VETH_NAME_TRIES = 8
 MAX_VETH_MTU = 65535
 
 
+def random_mac() -> str:
+    """A random locally administered unicast MAC (for a bridge or VTEP to keep)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
 def random_veth_name() -> str:
     """Go's ``ip.RandomVethName``: "veth" and 8 hex digits (4 random bytes)."""
     return "veth" + os.urandom(4).hex()

@@ -223,6 +223,15 @@ class FakeBackend:
                                          mac=kw.get("peer_mac") or
                                          f"02:00:00:00:01:{peer_index:02x}")
             return netns, name
+        if op == "add_vxlan":  # a link of its own: the underlay is a plain attribute
+            name = args[0]
+            if name in here:
+                raise NetError(errno.EEXIST, op, name)
+            self.next_index += 1
+            here[name] = Link(index=self.next_index, name=name, kind="vxlan",
+                              mtu=kw.get("mtu", 1450), up=False,
+                              mac=kw.get("mac") or f"02:00:00:00:01:{self.next_index:02x}")
+            return netns, name
         if op in ("add_macvlan", "add_ipvlan", "add_vlan"):
             name, master = args[0], args[1]
             if master not in here:

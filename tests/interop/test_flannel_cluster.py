@@ -18,13 +18,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from corecni_contrib.cluster_demo import (
+    PREFIX,
+    Daemons,
+    seeds_conflist,
+    vtep_routes,
+    write_network_config,
+)
 from corecni_contrib.cluster_lab import Lab, Node, leftovers
 from corecni_contrib.etcd_store import EtcdStore
 from corecni_contrib.flannel import subnet_env
@@ -38,49 +43,7 @@ from corecni.testing import install_launchers, ip_json, ping
 pytestmark = [pytest.mark.interop, pytest.mark.root,
               pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd-server missing")]
 
-PREFIX = "/coreos.com/network"
-FLANNELD = os.path.join(os.path.dirname(sys.executable), "corecni-flanneld")
 GO_PLUGINS = "/usr/lib/cni"
-
-
-def seeds_conflist(tmp: Path, node: Node) -> dict[str, Any]:
-    """kube-flannel's 10-flannel.conflist, with this node's files under ``tmp``."""
-    return {"name": "cbr0", "cniVersion": "0.3.1", "plugins": [
-        {"type": "flannel", "subnetFile": str(tmp / node.name / "subnet.env"),
-         "dataDir": str(tmp / node.name / "flannel"),
-         "ipam": {"dataDir": str(tmp / node.name / "ipam")},
-         "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
-        {"type": "portmap", "capabilities": {"portMappings": True}}]}
-
-
-class Daemons:
-    def __init__(self, lab: Lab, tmp: Path) -> None:
-        self.lab, self.tmp = lab, tmp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, node: Node) -> None:
-        (self.tmp / node.name).mkdir(parents=True, exist_ok=True)
-        log = open(self.tmp / f"{node.name}.log", "ab")  # noqa: SIM115
-        self.procs[node.name] = subprocess.Popen(
-            ["ip", "netns", "exec", node.name, FLANNELD, "--etcd-endpoints", self.lab.etcd_url,
-             "--iface", "uplink", "--subnet-file", str(self.tmp / node.name / "subnet.env"),
-             "--subnet-lease-ttl", "15", "--resync", "1"],
-            stdout=log, stderr=log, start_new_session=True)
-        log.close()
-
-    def kill(self, node: Node, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(node.name)
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
@@ -96,17 +59,12 @@ def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
 def cluster(tmp_path: Path) -> Iterator[tuple[Lab, Daemons]]:
     with Lab().build(nodes=3) as lab:
         lab.start_etcd()
-        with netns.entered(lab.nodes[0].netns):
-            EtcdStore([lab.etcd_url]).put(f"{PREFIX}/config", json.dumps(
-                {"Network": "10.60.0.0/16", "SubnetLen": 24,
-                 "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}))
+        write_network_config(lab)
         daemons = Daemons(lab, tmp_path)
         try:
             for node in lab.nodes:
                 daemons.start(node)
-            for node in lab.nodes:
-                env = tmp_path / node.name / "subnet.env"
-                wait_for(env.exists, 20, f"{env}")
+            daemons.wait_ready()
             yield lab, daemons
         finally:
             daemons.stop_all()
@@ -116,11 +74,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Lab, Daemons]]:
     assert leftovers(lab.tag) == []
 
 
-def routes_via_vtep(node: Node) -> set[str]:
-    return {str(r["dst"]) for r in ip_json(node.netns, "route", "show", "dev", "flannel.1")
-            if "gateway" in r}
-
-
 def test_pods_on_three_nodes_reach_each_other_over_vxlan(
         cluster: tuple[Lab, Daemons], tmp_path: Path, gocni: str) -> None:
     lab, daemons = cluster
@@ -128,7 +81,7 @@ def test_pods_on_three_nodes_reach_each_other_over_vxlan(
                for n in lab.nodes}
     assert len(set(subnets.values())) == 3
     for node in lab.nodes:  # every node routes the two others through its VTEP
-        wait_for(lambda n=node: len(routes_via_vtep(n)) == 2, 10, f"routes on {node.name}")
+        wait_for(lambda n=node: len(vtep_routes(n)) == 2, 10, f"routes on {node.name}")
 
     bindir = tmp_path / "bin"
     install_launchers(bindir, ["flannel", "bridge", "host-local"])
@@ -172,7 +125,7 @@ def test_pods_on_three_nodes_reach_each_other_over_vxlan(
     daemons.start(victim)
     time.sleep(2)
     assert (tmp_path / victim.name / "subnet.env").read_text() == before
-    wait_for(lambda: len(routes_via_vtep(victim)) == 2, 10, "routes after restart")
+    wait_for(lambda: len(vtep_routes(victim)) == 2, 10, "routes after restart")
     assert ping(pods[0][1], results[f"{victim.name}-pod0"], deadline=5)
 
     # a lease deleted in etcd: its route, neighbour and FDB entry leave the other nodes
@@ -182,7 +135,7 @@ def test_pods_on_three_nodes_reach_each_other_over_vxlan(
         EtcdStore([lab.etcd_url]).delete(f"{PREFIX}/subnets/{gone.network_address}-24")
     start = time.monotonic()
     for node in lab.nodes[1:]:
-        wait_for(lambda n=node: str(gone) not in routes_via_vtep(n), 5, "route removal")
+        wait_for(lambda n=node: str(gone) not in vtep_routes(n), 5, "route removal")
         neigh = ip_json(node.netns, "neigh", "show", "dev", "flannel.1")
         assert str(gone.network_address) not in {n.get("dst") for n in neigh}
     assert time.monotonic() - start < 5

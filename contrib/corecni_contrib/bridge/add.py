@@ -25,6 +25,7 @@ from corecni.kit import (
     ipam_released_on_failure,
     kernel_step,
     net_failure,
+    random_mac,
     random_veth_name,
     require_ips,
     undo_on_failure,
@@ -65,7 +66,10 @@ def ensure_bridge(backend: NetBackend, conf: BridgeConf) -> Link:
         link = backend.link(name)
     if link is None:
         try:
-            backend.batch(None).add_bridge(name, mtu=conf.mtu or None,
+            # An explicit MAC is one the kernel keeps: a bridge without one takes the
+            # lowest MAC of its ports and changes it as pods come and go, so the MAC a
+            # concurrent ADD reported would no longer CHECK.
+            backend.batch(None).add_bridge(name, mtu=conf.mtu or None, mac=random_mac(),
                                            vlan_filtering=conf.vlan_filtering or None).commit()
         except NetError as exc:
             if exc.errno != errno.EEXIST:  # EEXIST: a concurrent ADD made it first

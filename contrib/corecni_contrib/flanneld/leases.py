@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from corecni.kit import random_mac
 from corecni_contrib.etcd_store import EtcdStore
 from corecni_contrib.flanneld.netconfig import NetConfig, lease_key, subnet_of_key
 
@@ -48,13 +48,6 @@ class Lease:
                        int(data.get("VNI", 1)))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
-
-
-def random_mac() -> str:
-    """A locally administered unicast MAC for a new VTEP."""
-    raw = bytearray(os.urandom(6))
-    raw[0] = (raw[0] & 0xFE) | 0x02
-    return ":".join(f"{b:02x}" for b in raw)
 
 
 class LeaseManager:
