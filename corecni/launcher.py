@@ -96,9 +96,14 @@ def render(spec: LauncherSpec, python: str | None = None) -> str:
     flags = "-IS" if path is not None else "-I"
     setup = [f"sys.path[:0] = {path!r}"] if path is not None else \
         [f"sys.path.insert(0, {p!r})" for p in spec.sys_path]
+    # The marker names where the plugin imports from, so another corecni process that
+    # finds this launcher on CNI_PATH (and runs the plugin in-process) can import it
+    # too, even from an editable install its own -S start-up never sees.
+    roots = tuple(r for r in (_import_root(spec.target.partition(":")[0]),) if r)
+    marked = attrs.evolve(spec, sys_path=tuple(dict.fromkeys((*spec.sys_path, *roots))))
     return "\n".join([
         f"#!{interpreter} {flags}",
-        spec.to_marker(),
+        marked.to_marker(),
         "# Written by `corecni install`; re-run it to update. Do not edit.",
         "import sys",
         *setup,

@@ -20,7 +20,9 @@ def test_install_update_and_refuse_foreign(tmp_path: Path) -> None:
     assert launcher.install(str(bindir), [SPEC]) == [("fixed-ipam", "installed")]
     path = bindir / "fixed-ipam"
     assert os.access(path, os.X_OK)
-    assert launcher.read_marker(str(path)) == SPEC
+    marker = launcher.read_marker(str(path))
+    assert marker is not None and (marker.type, marker.target) == (SPEC.type, SPEC.target)
+    assert marker.sys_path  # where the plugin imports from (see the test below)
     assert launcher.install(str(bindir), [SPEC]) == [("fixed-ipam", "updated")]
 
     foreign = bindir / "bridge"
@@ -30,7 +32,8 @@ def test_install_update_and_refuse_foreign(tmp_path: Path) -> None:
     assert outcome[0][1].startswith("skipped")
     assert foreign.read_bytes() == b"\x7fELF go binary"
     assert launcher.install(str(bindir), [bridge], force=True) == [("bridge", "updated")]
-    assert launcher.read_marker(str(foreign)) == bridge
+    marker = launcher.read_marker(str(foreign))
+    assert marker is not None and (marker.type, marker.target) == (bridge.type, bridge.target)
 
 
 def test_launcher_runs_as_an_executable(tmp_path: Path) -> None:
@@ -68,7 +71,9 @@ def test_install_with_shim_keeps_launcher_beside_it(tmp_path: Path) -> None:
     assert os.path.samefile(path, bindir / launcher.LAUNCHER_DIR / launcher.SHIM_NAME)
     assert launcher.read_marker(str(bindir / launcher.LAUNCHER_DIR / "fixed-ipam")) == SPEC
     # the registry follows the shim to its launcher: corecni runs the plugin in-process
-    assert launcher.read_marker(str(path)) == SPEC
+    marker = launcher.read_marker(str(path))
+    assert marker is not None and (marker.type, marker.target) == (SPEC.type, SPEC.target)
+    assert marker.sys_path  # where the plugin imports from (see the test below)
     ref = Registry(path=(str(bindir),), entry_points=False).resolve("fixed-ipam")
     assert (ref.kind, ref.source, ref.location) == ("python", "launcher", SPEC.target)
     # a shim is corecni's: updated in place, and replaced by a launcher on request
@@ -132,3 +137,37 @@ def test_shim_with_no_launcher_is_a_cni_error(tmp_path: Path) -> None:
     error = json.loads(out.stdout)
     assert (error["code"], error["cniVersion"]) == (5, "0.4.0")
     assert "launcher" in error["msg"]
+
+
+def test_marker_carries_the_plugins_import_root(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another corecni process (started -I -S, seeing no .pth or editable finder) that finds
+    the launcher on CNI_PATH can still load the plugin in-process."""
+    import subprocess
+    import sys
+
+    from corecni import launcher
+
+    src = tmp_path / "src"
+    (src / "extplug").mkdir(parents=True)
+    (src / "extplug" / "__init__.py").write_text(
+        "from corecni.kit import Request, Result, hookimpl\n\n"
+        "@hookimpl\ndef ipam_add(request: Request) -> Result:\n"
+        "    return Result(cni_version='1.0.0')\n\n"
+        "@hookimpl\ndef ipam_del(request: Request) -> None: ...\n\n"
+        "@hookimpl\ndef ipam_check(request: Request) -> None: ...\n")
+    monkeypatch.syspath_prepend(str(src))
+    bindir = tmp_path / "bin"
+    launcher.install(str(bindir), [launcher.LauncherSpec("extplug", "extplug")])
+    spec = launcher.read_marker(str(bindir / "extplug"))
+    assert spec is not None and str(src) in spec.sys_path
+    corecni_root = os.path.dirname(os.path.dirname(launcher.__file__))
+    path = [p for p in (corecni_root, *sys.path) if p != str(src)]  # only the marker knows src
+    code = ("import sys; from corecni.registry import Registry; "
+            f"r = Registry(path=({str(bindir)!r},), entry_points=False); "
+            "print(r.load(r.resolve('extplug')).family)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c",
+                          f"import sys; sys.path[:0] = {path!r}; " + code],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ipam"
