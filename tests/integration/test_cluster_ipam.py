@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +30,7 @@ from corecni.kit import CNIError, Request
 from corecni.plugin import LoadedPlugin, load_plugin
 from corecni.request import Attachment
 from corecni.spec.config import PluginConfig
+from corecni.testing import install_launchers
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd-server missing")]
@@ -130,11 +136,31 @@ def test_etcd_restart_mid_run_never_duplicates_and_leaks_nothing(
     assert allocations(lab, lab.nodes[0], "restart") == []
 
 
-def test_gc_releases_an_add_that_died_after_allocating(lab: Lab, plugin: LoadedPlugin) -> None:
+def test_gc_releases_an_add_killed_after_allocating(lab: Lab, plugin: LoadedPlugin,
+                                                   tmp_path: Path) -> None:
     conf = config(lab, "gcnet", "10.42.0.0/24")
     kept = call(plugin, lab.nodes[0], "ADD", conf, "alive").ips[0].address
-    # an ADD killed between its allocation and its result: the runtime never recorded it
-    call(plugin, lab.nodes[1], "ADD", conf, "killed")
+    # an exec'd ADD SIGKILLed as soon as its allocation is in etcd: its runtime never
+    # recorded a result, so only GC can know the address is nobody's
+    install_launchers(tmp_path / "bin", ["cluster-ipam"])
+    node = lab.nodes[1]
+    env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "killed",
+           "CNI_NETNS": node.netns, "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path / "bin")}
+    proc = subprocess.Popen(["ip", "netns", "exec", node.name,
+                             str(tmp_path / "bin" / "cluster-ipam")], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write(conf.to_bytes())
+    proc.stdin.close()
+    owner = f"{cluster_ipam.DEFAULT_PREFIX}/gcnet/owners/killed/eth0"
+    deadline = time.monotonic() + 30
+    with netns.entered(node.netns):
+        store = EtcdStore([lab.etcd_url])
+        while store.get(owner) is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
     assert {a["containerID"] for a in allocations(lab, lab.nodes[0], "gcnet")} == \
         {"alive", "killed"}
     call(plugin, lab.nodes[2], "GC", conf, "", valid=(Attachment("alive", "eth0"),))
