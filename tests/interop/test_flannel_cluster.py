@@ -138,6 +138,10 @@ def test_pods_on_three_nodes_reach_each_other_over_vxlan(
         wait_for(lambda n=node: str(gone) not in vtep_routes(n), 5, "route removal")
         neigh = ip_json(node.netns, "neigh", "show", "dev", "flannel.1")
         assert str(gone.network_address) not in {n.get("dst") for n in neigh}
+        fdb = json.loads(subprocess.run(
+            ["bridge", "-n", node.name, "-j", "fdb", "show", "dev", "flannel.1"],
+            capture_output=True, text=True, check=True).stdout or "[]")
+        assert lab.nodes[0].address not in {e.get("dst") for e in fdb}
     assert time.monotonic() - start < 5
 
     for node, ctr, cid, conf in pods:  # DEL, then nothing of the pods is left
