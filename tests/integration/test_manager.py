@@ -42,11 +42,16 @@ NsFactory = Callable[..., str]
 
 
 def bridge_conf(tmp: Path, name: str = "podnet", subnet: str = "10.88.0.0/16",
-                bridge: str = "cni-mgr0") -> dict[str, Any]:
+                bridge: str = "cni-mgr0", *meta: dict[str, Any]) -> dict[str, Any]:
     return {"cniVersion": "1.0.0", "name": name, "plugins": [
         {"type": "bridge", "bridge": bridge, "isGateway": True,
          "ipam": {"type": "host-local", "dataDir": str(tmp / "ipam"),
-                  "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}}]}
+                  "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        *meta]}
+
+
+#: the meta plugin of the default network in the 50-pod test (a real conflist is a chain)
+TUNING = {"type": "tuning", "txQLen": 777}
 
 
 def ptp_conf(tmp: Path, name: str = "second") -> dict[str, Any]:
@@ -119,7 +124,9 @@ def wait_until(predicate: Callable[[], bool], seconds: float) -> bool:
 
 def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
                                                  netns_factory: NsFactory) -> None:
-    write(tmp_path / "net.d", "10-podnet.conflist", bridge_conf(tmp_path))
+    tuning = {**TUNING, "dataDir": str(tmp_path / "tuning")}
+    write(tmp_path / "net.d", "10-podnet.conflist",
+          bridge_conf(tmp_path, "podnet", "10.88.0.0/16", "cni-mgr0", tuning))
     write(tmp_path / "net.d", "20-second.conflist", ptp_conf(tmp_path))
     baseline = node_links(node)
     pods = [pod(netns_factory, i, networks=(PodNetwork(), PodNetwork("second")))
@@ -140,6 +147,7 @@ def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
             eth1 = [ip.address for ip in result.interfaces["eth1"].ips]
             assert eth0[0].startswith("10.88.") and eth1[0].startswith("10.99.")
             assert addresses(p.netns, "eth0") == eth0 and addresses(p.netns, "eth1") == eth1
+            assert ip_json(p.netns, "link", "show", "eth0")[0]["txqlen"] == 777  # tuning
             assert ip_json(p.netns, "link", "show", "lo")[0]["operstate"] == "UNKNOWN"
             assert "UP" in ip_json(p.netns, "link", "show", "lo")[0]["flags"]
             assert set(result.raw) == {"cni-loopback", "podnet", "second"}
@@ -156,6 +164,7 @@ def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(teardown, pods))
     assert_clean(tmp_path, node, baseline)
+    assert not list((tmp_path / "tuning").glob("*.json"))  # tuning restored and forgot
 
 
 def test_failing_second_network_rolls_back_the_first(tmp_path: Path, node: str,
