@@ -105,8 +105,7 @@ def cni_add(request: Request) -> Result:
 @hookimpl
 def cni_del(request: Request) -> None:
     """Reads only ``ipam`` from the config (absent when chained: nothing to release)."""
-    kit.release_ipam(request)
-    kit.delete_container_link(request.net, request, KIND)
+    kit.detach_lower_link(request, KIND)
 
 
 @hookimpl

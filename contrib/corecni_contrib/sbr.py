@@ -21,7 +21,6 @@ filemutex does) so two sbr calls for one container do not pick the same table.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import ipaddress
 import os
@@ -32,7 +31,7 @@ import attrs
 
 from corecni import kit
 from corecni.kit import CNIError, ErrorCode, IPConfig, Request, Result, hookimpl
-from corecni.net import NetBackend, NetError, Route, Rule
+from corecni.net import NetBackend, Route, Rule
 
 FIRST_TABLE = 100
 RT_TABLE_MAIN = 254
@@ -155,20 +154,15 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
     netns, ifname, backend = request.netns, request.ifname, request.net
     if not netns or kit.netns_gone(netns):
         return
-    with _netns_locked(netns):
-        try:
-            if backend.link(ifname, netns) is None:
-                return
-            mine = {a.address.split("/")[0] for a in backend.addresses(netns, ifname)}
-            batch = backend.batch(netns)
-            for rule in backend.rules(netns):
-                if rule.src is not None and rule.src.split("/")[0] in mine:
-                    batch.del_rule(rule, missing_ok=True)
-            batch.commit()
-        except NetError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT):
-                return
-            raise kit.net_failure(f"delete the rules of {ifname}", exc) from None
+    with _netns_locked(netns), kit.kernel_step(f"delete the rules of {ifname}", gone_ok=True):
+        if backend.link(ifname, netns) is None:
+            return
+        mine = {a.address.split("/")[0] for a in backend.addresses(netns, ifname)}
+        batch = backend.batch(netns)
+        for rule in backend.rules(netns):
+            if rule.src is not None and rule.src.split("/")[0] in mine:
+                batch.del_rule(rule, missing_ok=True)
+        batch.commit()
 
 
 @hookimpl

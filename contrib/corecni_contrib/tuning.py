@@ -27,7 +27,6 @@ configured value with the kernel's.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import functools
 import json
@@ -255,9 +254,7 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
             if request.net.link(request.ifname, request.netns) is None:
                 return
             restore(request.net, request.netns, request.ifname, saved)
-        except NetError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT):
-                return
+        except NetError:
             return  # Go ignores restore errors on DEL; the file stays for a later DEL
         path.unlink(missing_ok=True)
 

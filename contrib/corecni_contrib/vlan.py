@@ -86,8 +86,7 @@ def cni_add(request: Request) -> Result:
 def cni_del(request: Request) -> None:
     """Reads only ``ipam`` from the config: a DEL must work even when the master
     is gone or the config went bad since the ADD."""
-    kit.release_ipam(request)
-    kit.delete_container_link(request.net, request, KIND)
+    kit.detach_lower_link(request, KIND)
 
 
 @hookimpl

@@ -111,7 +111,7 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
     backend, netns = request.net, request.netns
     if not netns or kit.netns_gone(netns):
         return
-    try:
+    with kit.kernel_step(f"release {request.ifname} from VRF {name}", gone_ok=True):
         vrf = backend.link(name, netns)
         if vrf is None or vrf.kind != KIND:
             return
@@ -120,10 +120,6 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
             backend.batch(netns).set_link(request.ifname, nomaster=True).commit()
         if not any(other.master == name for other in backend.links(netns)):
             backend.batch(netns).del_link(name, missing_ok=True).commit()
-    except NetError as exc:
-        if exc.errno in (errno.ENODEV, errno.ENOENT):
-            return
-        raise kit.net_failure(f"release {request.ifname} from VRF {name}", exc) from None
 
 
 @hookimpl

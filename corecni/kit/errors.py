@@ -21,10 +21,20 @@ def net_failure(what: str, exc: NetError) -> CNIError:
     return CNIError(ErrorCode.INTERNAL, f"{what}: {exc}", errno.errorcode.get(exc.errno, ""))
 
 
+#: what a vanished link or namespace answers (DEL's "nothing left to do")
+GONE = (errno.ENODEV, errno.ENOENT)
+
+
 @contextlib.contextmanager
-def kernel_step(what: str) -> Iterator[None]:
-    """Run the body; a ``NetError`` leaves it as ``net_failure(what, exc)``."""
+def kernel_step(what: str, *, gone_ok: bool = False) -> Iterator[None]:
+    """Run the body; a ``NetError`` leaves it as ``net_failure(what, exc)``.
+
+    With ``gone_ok`` (DEL, GC) a refusal because the link or namespace is gone
+    (ENODEV, ENOENT) ends the body quietly instead: there is nothing left to undo.
+    """
     try:
         yield
     except NetError as exc:
+        if gone_ok and exc.errno in GONE:
+            return
         raise net_failure(what, exc) from None

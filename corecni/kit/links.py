@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from corecni.kit.addressing import announce_addresses, attached_result, configure_iface
 from corecni.kit.config import config_error
 from corecni.kit.errors import kernel_step, net_failure
-from corecni.kit.ipam import ipam_released_on_failure, require_ips
+from corecni.kit.ipam import ipam_released_on_failure, release_ipam, require_ips
 from corecni.net.base import Batch, Link, NetBackend, NetError
 from corecni.request import Request, netns_gone
 from corecni.spec.errors import CNIError, ErrorCode
@@ -181,6 +181,13 @@ def delete_container_link(backend: NetBackend, request: Request, kind: str) -> N
     of another kind under that name is not ours (e.g. it made our ADD fail) and stays.
     """
     _delete_if_ours(backend, request, lambda link: link.kind == kind)
+
+
+def detach_lower_link(request: Request, kind: str) -> None:
+    """DEL of a single-link plugin (macvlan, ipvlan, vlan, dummy, tap...): release IPAM
+    when the config names one, then delete CNI_IFNAME when it is a ``kind`` link."""
+    release_ipam(request)
+    delete_container_link(request.net, request, kind)
 
 
 def _delete_if_ours(backend: NetBackend, request: Request, ours: Callable[[Link], bool]) -> None:
