@@ -114,7 +114,8 @@ class ConfigStore:
 
 
 def _dir_signature(directories: Sequence[str]) -> tuple[Any, ...]:
-    """What polling compares: each file's name, size, mtime and inode."""
+    """What polling compares: each file's name, size, mtime and inode, in the conf dirs
+    and in their ``<confdir>/<network>/`` plugin folders (one level down)."""
     out: list[Any] = []
     for directory in directories:
         try:
@@ -128,7 +129,17 @@ def _dir_signature(directories: Sequence[str]) -> tuple[Any, ...]:
             except OSError:
                 continue
             out.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+            if entry.is_dir(follow_symlinks=False):
+                out.extend(_dir_signature([entry.path]))
     return tuple(out)
+
+
+def _plugin_folders(directory: str) -> list[str]:
+    """The ``<confdir>/<network>/`` folders of a conf dir (spec: plugin configs there)."""
+    try:
+        return [e.path for e in os.scandir(directory) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 class ConfigWatcher:
@@ -204,7 +215,8 @@ class ConfigWatcher:
                 for directory in self.store.conf_dirs:
                     for path, mask in ((directory, dir_mask),
                                        (os.path.dirname(os.path.abspath(directory)),
-                                        parent_mask)):
+                                        parent_mask),
+                                       *((f, dir_mask) for f in _plugin_folders(directory))):
                         try:
                             watched[notify.add_watch(path, mask)] = path
                         except OSError:

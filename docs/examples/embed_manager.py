@@ -45,6 +45,7 @@ def main() -> None:
                       "ranges": [[{"subnet": "10.66.0.0/24"}]],
                       "routes": [{"dst": "0.0.0.0/0"}]}}]}))
     names = [f"embed-{tag}-{role}" for role in ("node", "pod1", "pod2")]
+    print(f"namespaces: {' '.join(names)}")
     try:
         node, pod1_ns, pod2_ns = (make_netns(n) for n in names)
         # node-side work (the bridge) happens in "node"; first the sync API

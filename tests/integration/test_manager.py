@@ -393,3 +393,17 @@ def test_metrics_observer_exports_kubelet_style_series(tmp_path: Path, node: str
     assert value("corecni_network_plugin_operations_errors_total", "set_up_pod") == 1
     assert value("corecni_network_plugin_operations_total", "tear_down_pod") == 1
     assert value("corecni_network_plugin_operations_duration_seconds_count", "set_up_pod") == 2
+
+
+@pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "poll"])
+def test_plugin_folder_changes_are_picked_up(tmp_path: Path, node: str,
+                                              use_inotify: bool) -> None:
+    """SPEC 1.1: plugin configs in ``<confdir>/<network>/`` join that network's list."""
+    confdir = tmp_path / "net.d"
+    write(confdir, "10-podnet.conflist", bridge_conf(tmp_path))
+    with manager(tmp_path, watch=True, use_inotify=use_inotify, poll_interval=0.2) as cni:
+        assert [p.type for p in cni.config.networks["podnet"].plugins] == ["bridge"]
+        write(confdir / "podnet", "50-tuning.conf",
+              {"cniVersion": "1.0.0", "type": "tuning", "txQLen": 500})
+        assert wait_until(lambda: [p.type for p in cni.config.networks["podnet"].plugins]
+                          == ["bridge", "tuning"], 2)
