@@ -7,12 +7,14 @@ import sys
 from bench import exec_startup
 from bench.manager import __main__ as manager
 from bench.netlink import __main__ as netlink
+from bench.shim import __main__ as shim
 
 
 def main() -> int:
     status = 0
     for name, entry in (("exec start-up", exec_startup.main), ("netlink", netlink.main),
-                        ("pod network manager", manager.main)):
+                        ("pod network manager", manager.main),
+                        ("exec shim + daemon", shim.main)):
         print(f"\n===== {name} =====", flush=True)
         status |= entry([])
     return status

@@ -15,7 +15,7 @@ Each connection carries one call (``daemon_wire``). What happens to it:
   (SCM_RIGHTS). Both are checked to be network namespaces (``NS_GET_NSTYPE``);
   the worker thread enters the caller's namespace (the node side of the work
   runs exactly where an exec'd plugin would have run) and the plugin sees
-  ``CNI_NETNS`` as ``/proc/self/fd/N``, the pinned namespace, so a path that
+  ``CNI_NETNS`` as ``/proc/<pid>/fd/N``, the pinned namespace, so a path that
   vanishes meanwhile never races. Outputs name the runtime's original path;
 * calls run concurrently on worker threads, at most ``max_calls`` at once,
   serialised per attachment (network, container, ifname, plugin type);
@@ -46,8 +46,8 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -56,6 +56,10 @@ from corecni import netns as _netns
 from corecni.plugin import LoadedPlugin, load_plugin
 from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.version import CURRENT
+
+if TYPE_CHECKING:
+    from corecni.request import Request
+    from corecni.spec.result import Result
 
 #: the registry's entry-point groups (not imported: the daemon is on the plugin side)
 PLUGIN_GROUP, OBSERVER_GROUP = "corecni.plugins", "corecni.observers"
@@ -187,6 +191,7 @@ class Daemon:
         self._plugins: dict[tuple[Any, ...], LoadedPlugin] = {}
         self._plugins_lock = threading.Lock()
         self._eps: dict[str, str] | None = None
+        self._delegate = _SharedDelegate(self)
         self._observers: tuple[str, ...] = ()
         self._active = 0  # connections being handled
         self._cond = threading.Condition()
@@ -492,7 +497,8 @@ class Daemon:
             original = env.get("CNI_NETNS", "")
             stdin = request.stdin
             if call.netns_fd is not None:
-                env["CNI_NETNS"] = f"/proc/self/fd/{call.netns_fd}"
+                # /proc/<pid>/fd/N, not /proc/self: an exec'd delegate can use it too
+                env["CNI_NETNS"] = f"/proc/{os.getpid()}/fd/{call.netns_fd}"
                 stdin = _alias_config(stdin, original, env["CNI_NETNS"])
             key = (network, env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""),
                    request.type) if call.command in _ATTACH_COMMANDS else None
@@ -506,7 +512,8 @@ class Daemon:
                     with entered_fd(call.caller_fd):
                         reply = skel.serve(request.type, self.loader(request.type,
                                                                      request.launcher),
-                                           env, lambda: stdin, err)
+                                           env, lambda: stdin, err,
+                                           delegate=self._delegate)
             stdout, stderr = reply.stdout, err.getvalue()
             if call.netns_fd is not None:
                 stdout = _unalias(stdout, env["CNI_NETNS"], original, json_text=True)
@@ -548,6 +555,32 @@ class Daemon:
             self.log.flush()
 
 
+class _SharedDelegate:
+    """The plugins' delegate inside the daemon: one invoker per CNI_PATH, kept for the
+    daemon's life, so an IPAM delegation reuses the loaded plugin instead of loading
+    it (a new PluginManager) on every call, as an exec'd launcher must."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._invokers: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def call(self, plugin_type: str, command: str, request: Request,
+             config: Mapping[str, Any] | None = None) -> Result | None:
+        with self._lock:
+            invoker = self._invokers.get(request.path)
+            if invoker is None:
+                from corecni.invoke import Invoker
+                from corecni.registry import Registry
+
+                self._daemon._entry_points()
+                invoker = Invoker(Registry(path=request.path, entry_points=False,
+                                           observers=self._daemon._observers))
+                self._invokers[request.path] = invoker
+        result: Result | None = invoker.call(plugin_type, command, request, config)
+        return result
+
+
 def _alias_config(stdin: bytes, original: str, alias: str) -> bytes:
     """The config as the plugin must see it when CNI_NETNS is ``alias``: a prevResult
     interface in the runtime's ``original`` sandbox names ``alias`` instead (CHECK and
@@ -568,7 +601,7 @@ def _alias_config(stdin: bytes, original: str, alias: str) -> bytes:
 
 
 def _unalias(text: str, alias: str, original: str, json_text: bool = False) -> str:
-    """Name the runtime's namespace path where the plugin saw ``/proc/self/fd/N``."""
+    """Name the runtime's namespace path where the plugin saw ``/proc/<pid>/fd/N``."""
     import re
 
     if not text or alias not in text:

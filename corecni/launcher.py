@@ -35,7 +35,7 @@ SHIM_MARKER = b"corecni-shim-marker:v1"
 SHIM_NAME = "corecni-shim"
 #: the hidden directory beside the shims that holds their launchers and the shim itself
 LAUNCHER_DIR = ".corecni"
-_SHIM_MAX = 1 << 20  # the static shim is ~700 KB; a Go plugin is 2+ MB: never read one
+_SHIM_HEAD = 4096  # the shim's marker is an ELF note placed in its first kilobytes
 
 
 @attrs.frozen
@@ -132,12 +132,11 @@ def _read_launcher(path: str) -> LauncherSpec | None:
 
 
 def is_shim(path: str) -> bool:
-    """True when ``path`` is corecni's native shim (an ELF file carrying ``SHIM_MARKER``)."""
+    """True when ``path`` is corecni's native shim: an ELF file whose first block carries
+    ``SHIM_MARKER`` (an ELF note, so this reads 4 KB, never a whole Go binary)."""
     try:
-        if os.path.getsize(path) > _SHIM_MAX:
-            return False
         with open(path, "rb") as fh:
-            data = fh.read(_SHIM_MAX)
+            data = fh.read(_SHIM_HEAD)
     except OSError:
         return False
     return data.startswith(b"\x7fELF") and SHIM_MARKER in data

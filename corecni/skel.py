@@ -26,7 +26,7 @@ from typing import IO, Any
 import attrs
 
 from corecni.plugin import LoadedPlugin, as_cni_error, load_plugin
-from corecni.request import COMMANDS, Request, read_env
+from corecni.request import COMMANDS, Delegate, Request, read_env
 from corecni.spec.config import (
     PluginConfig,
     parse_json_object,
@@ -90,14 +90,16 @@ class Reply:
 
 def serve(plugin_type: str, load: Callable[[], LoadedPlugin], env: Mapping[str, str],
           read_stdin: Callable[[], bytes], err: IO[str],
-          observers: Sequence[str | object] = ()) -> Reply:
+          observers: Sequence[str | object] = (), delegate: Delegate | None = None) -> Reply:
     """Serve one CNI call: the plugin side's one run path, shared by ``run`` (an exec'd
     launcher) and ``corecni daemon`` (a call forwarded by the native shim).
 
     Builds the Request from ``env`` (the CNI_* table) and the config ``read_stdin``
     returns, runs it through ``LoadedPlugin.run``, and is the one place where an
     exception becomes error JSON. Nothing is written to stdout here: the caller
-    decides where the text goes (and guards ``sys.stdout`` if it must).
+    decides where the text goes (and guards ``sys.stdout`` if it must). ``delegate``
+    serves the plugin's own delegations (default: a CNI_PATH-only invoker built on
+    first use; the daemon passes one that keeps its loaded plugins).
     """
     data = b""
     command = env.get("CNI_COMMAND", "")
@@ -115,7 +117,8 @@ def serve(plugin_type: str, load: Callable[[], LoadedPlugin], env: Mapping[str, 
         data = read_stdin()
         request = build_request(command, values, data)
         plugin = load()
-        result = plugin.run(attrs.evolve(request, delegate=_LazyDelegate(tuple(observers))))
+        result = plugin.run(attrs.evolve(
+            request, delegate=delegate or _LazyDelegate(tuple(observers))))
         return Reply(0, json.dumps(result.to_dict()) + "\n" if result is not None else "")
     except BaseException as exc:
         error = as_cni_error(exc) if isinstance(exc, Exception) else \

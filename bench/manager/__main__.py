@@ -83,7 +83,7 @@ def run_corecni(work: Path, node: str, pods: list[str], parallel: int, tag: str,
         bindir = work / "bin"
         if not bindir.exists():
             corecni = os.path.join(os.path.dirname(sys.executable), "corecni")
-            subprocess.run([corecni, "install", "--dir", str(bindir)], check=True,
+            subprocess.run([corecni, "install", "--no-shim", "--dir", str(bindir)], check=True,
                            capture_output=True)
         plugin_dirs = (str(bindir),)
     sandboxes = [PodSandbox(id=f"{kind}{tag}{i:04d}", netns=path, name=f"p{i}",

@@ -307,3 +307,38 @@ def test_a_new_daemon_takes_the_socket_over(daemon: DaemonProc, bindir: str,
     finally:
         new.stop()
     assert not os.path.exists(daemon.socket)
+
+
+NS_IPAM = """#!/bin/sh
+# an exec'd IPAM plugin that needs CNI_NETNS to be a usable path (as Go's dhcp does)
+cat > /dev/null
+[ "$CNI_COMMAND" = ADD ] || exit 0
+ino=$(stat -L -c %i "$CNI_NETNS") || { echo '{"code":3,"msg":"bad netns"}'; exit 1; }
+echo '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/32"}],"dns":{"domain":"'"$ino"'"}}'
+"""
+
+
+def test_exec_delegate_sees_a_usable_netns_and_result_names_the_runtimes_path(
+        tmp_path: Path, bindir: str, container_netns: str) -> None:
+    """A Python interface plugin in the daemon exec'ing a non-Python IPAM plugin: the
+    child can open CNI_NETNS (/proc/<daemon pid>/fd/N), and the result's sandbox is
+    the runtime's own path again."""
+    fake = launcher.LauncherSpec("fake-iface", "tests.plugins.fake_iface", sys_path=(REPO,))
+    shim_bin = launcher.shim_binary()
+    assert shim_bin is not None
+    launcher.install(bindir, [fake], shim=shim_bin)
+    script = Path(bindir) / "ns-ipam"
+    script.write_text(NS_IPAM)
+    script.chmod(0o755)
+    stdin = json.dumps({"cniVersion": "1.0.0", "name": "nsnet", "type": "fake-iface",
+                        "ipam": {"type": "ns-ipam"}}).encode()
+    with running_daemon(tmp_path / "d") as daemon:
+        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1",
+               "CNI_NETNS": container_netns, "CNI_IFNAME": "eth0", "CNI_PATH": bindir,
+               wire.SOCKET_ENV: daemon.socket}
+        out = subprocess.run([os.path.join(bindir, "fake-iface")], input=stdin, env=env,
+                             capture_output=True, check=False)
+        result = ok(out)
+        assert daemon.records()[0]["type"] == "fake-iface"
+    assert result["dns"]["domain"] == str(netns.inode(container_netns))
+    assert result["interfaces"][0]["sandbox"] == container_netns

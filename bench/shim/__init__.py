@@ -1,0 +1,1 @@
+"""bench.shim: corecni's native shim + daemon beside Go's plugins (``python -m bench.shim``)."""
