@@ -327,18 +327,21 @@ class Daemon:
         _sd_notify("READY=1")
         try:
             while not self._stopping.is_set():
-                for key, _ in sel.select():
+                for key, _ in sel.select(timeout=5.0):
                     if key.fileobj is listener:
                         self._accept(listener)
+                if not self._owns_path():  # replaced without a handover: nobody can reach us
+                    self._log({"event": "socket-replaced", "socket": self.config.socket_path})
+                    self.stop()
         finally:
             sel.close()
             _sd_notify("STOPPING=1")
             self._shutdown(listener)
 
     def _shutdown(self, listener: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            if os.stat(self.config.socket_path).st_ino == self._inode:
-                os.unlink(self.config.socket_path)  # not after a takeover: it is theirs
+        if self._owns_path():  # not after a takeover: then it is the new daemon's
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.socket_path)
         listener.setblocking(False)
         while True:  # connections already queued are served, not dropped
             try:
@@ -352,6 +355,12 @@ class Daemon:
         self._log({"event": "stopped", "served": self.served, "stuck": self.stuck})
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
+
+    def _owns_path(self) -> bool:
+        try:
+            return os.stat(self.config.socket_path).st_ino == self._inode
+        except OSError:
+            return False
 
     def _accept(self, listener: socket.socket) -> None:
         try:

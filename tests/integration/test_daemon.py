@@ -342,3 +342,10 @@ def test_exec_delegate_sees_a_usable_netns_and_result_names_the_runtimes_path(
         assert daemon.records()[0]["type"] == "fake-iface"
     assert result["dns"]["domain"] == str(netns.inode(container_netns))
     assert result["interfaces"][0]["sandbox"] == container_netns
+
+
+def test_a_daemon_whose_socket_was_removed_leaves(daemon: DaemonProc) -> None:
+    """Unreachable (its path removed or replaced without a handover): it exits."""
+    os.unlink(daemon.socket)
+    assert daemon.proc.wait(60) == 0
+    assert daemon.records("socket-replaced")
