@@ -266,17 +266,21 @@ class Daemon:
         return directory
 
     def bind(self) -> None:
-        """Listen on the socket path, taking it over from a running daemon if any."""
+        """Listen on the socket path, taking it over from a running daemon if any.
+
+        Plugins are imported first (``preload``), so a takeover leaves no gap."""
         path = self.config.socket_path
         self._prepare_dir()
-        old: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        assert old is not None
+        if self.config.preload:
+            self.preload()
+        old: socket.socket | None = None
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            old.settimeout(2.0)
-            old.connect(path)
+            probe.settimeout(2.0)
+            probe.connect(path)
+            old = probe  # a daemon is serving there: it will hand over
         except OSError:
-            old.close()
-            old = None
+            probe.close()
         tmp = f"{path}.{os.getpid()}.new"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -318,8 +322,6 @@ class Daemon:
         listener = self._listener
         if listener is None:
             raise DaemonError("bind() first")
-        if self.config.preload:
-            self.preload()
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
