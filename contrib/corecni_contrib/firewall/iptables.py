@@ -1,0 +1,139 @@
+"""firewall's iptables backend: Go's ``filter`` layout (1.1.1), one transaction per family.
+
+::
+
+    FORWARD (first):  -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD
+    CNI-FORWARD (first): -m comment --comment "CNI firewall plugin admin overrides"
+                         -j CNI-ADMIN   (iptablesAdminChainName: the admin's own rules)
+    CNI-FORWARD:      -d <ip>/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+                      -s <ip>/32 -j ACCEPT            (per container address)
+
+and for ``ingressPolicy`` ``same-bridge`` (``isolated`` as in Go's master) the
+``CNI-ISOLATION-STAGE-1/2`` chains, jumped to from the top of FORWARD. Rules are
+rendered as ``iptables-save`` prints them, so one read tells what exists and a
+single ``--noflush`` write adds only what is missing (Go: ``InsertUnique``).
+Go's DEL removes the per-address rules only, keyed by address; so does this one,
+so either implementation's DEL cleans the other's ADD.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from corecni.kit import CNIError, ErrorCode
+from corecni.kit.firewall import SavedTable, iptables_restore, iptables_save, netfilter_lock
+
+FORWARD_CHAIN = "CNI-FORWARD"
+STAGE1, STAGE2 = "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"
+FORWARD_JUMP = f'-A FORWARD -m comment --comment "CNI firewall plugin rules" -j {FORWARD_CHAIN}'
+POLICY_COMMENT = '-m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)"'
+ISOLATED_COMMENT = '-m comment --comment "CNI firewall plugin rules (ingressPolicy: isolated)"'
+LOCK = "firewall-iptables"
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def admin_jump(admin: str) -> str:
+    return (f'-A {FORWARD_CHAIN} -m comment --comment "CNI firewall plugin admin overrides" '
+            f"-j {admin}")
+
+
+def address_rules(ip: Address) -> list[str]:
+    host = f"{ip}/{32 if ip.version == 4 else 128}"
+    return [f"-A {FORWARD_CHAIN} -d {host} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            f"-A {FORWARD_CHAIN} -s {host} -j ACCEPT"]
+
+
+def isolation_rules(bridge: str, isolated: bool) -> tuple[list[str], list[str]]:
+    """(rules to put first, rules to append) of the isolation chains for ``bridge``."""
+    first = [f"-A {STAGE1} -i {bridge} ! -o {bridge} {POLICY_COMMENT} -j {STAGE2}",
+             f"-A {STAGE2} -o {bridge} {POLICY_COMMENT} -j DROP"]
+    if isolated:
+        first.append(f"-A {STAGE1} -i {bridge} -o {bridge} {ISOLATED_COMMENT} -j DROP")
+    last = [f"-A {STAGE1} {POLICY_COMMENT} -j RETURN", f"-A {STAGE2} {POLICY_COMMENT} -j RETURN"]
+    return first, last
+
+
+def _insert(rule: str) -> str:
+    """``-A CHAIN spec`` as ``-I CHAIN 1 spec``."""
+    _, chain, spec = rule.split(" ", 2)
+    return f"-I {chain} 1 {spec}"
+
+
+def render_add(saved: SavedTable, ips: list[Address], admin: str,
+               bridge: str | None = None, isolated: bool = False) -> str | None:
+    """Only what is missing; None when everything is there already."""
+    chains = [FORWARD_CHAIN, admin] + ([STAGE1, STAGE2] if bridge else [])
+    lines = ["*filter"] + [f":{c} - [0:0]" for c in chains if not saved.has_chain(c)]
+    body: list[str] = []
+
+    def first(rule: str) -> None:
+        if rule not in saved.rules:
+            body.append(_insert(rule))
+
+    def last(rule: str) -> None:
+        if rule not in saved.rules and rule not in body:
+            body.append(rule)
+
+    first(FORWARD_JUMP)
+    first(admin_jump(admin))
+    for ip in ips:
+        for rule in address_rules(ip):
+            last(rule)
+    if bridge:
+        first(f"-A FORWARD {POLICY_COMMENT} -j {STAGE1}")
+        prepend, append = isolation_rules(bridge, isolated)
+        for rule in prepend:
+            first(rule)
+        for rule in append:
+            last(rule)
+    if not body and len(lines) == 1:
+        return None
+    return "\n".join([*lines, *body, "COMMIT"]) + "\n"
+
+
+def render_del(saved: SavedTable, ips: list[Address]) -> str | None:
+    doomed = [rule for ip in ips for rule in address_rules(ip) if rule in saved.rules]
+    if not doomed:
+        return None
+    return "\n".join(["*filter", *("-D" + rule[2:] for rule in doomed), "COMMIT"]) + "\n"
+
+
+def _by_family(ips: list[Address]) -> dict[int, list[Address]]:
+    out: dict[int, list[Address]] = {}
+    for ip in ips:
+        out.setdefault(ip.version, []).append(ip)
+    return out
+
+
+def add(ips: list[Address], admin: str, bridge: str | None, isolated: bool) -> None:
+    for family, mine in sorted(_by_family(ips).items()):
+        what = f"firewall: open IPv{family} forwarding"
+        with netfilter_lock(LOCK):
+            script = render_add(iptables_save(family, "filter", what), mine, admin, bridge,
+                                isolated)
+            if script is not None:
+                iptables_restore(family, script, what)
+
+
+def remove(ips: list[Address]) -> None:
+    for family, mine in sorted(_by_family(ips).items()):
+        what = f"firewall: remove IPv{family} rules"
+        with netfilter_lock(LOCK):
+            script = render_del(iptables_save(family, "filter", what), mine)
+            if script is not None:
+                iptables_restore(family, script, what)
+
+
+def check(ips: list[Address], admin: str) -> None:
+    for family, mine in sorted(_by_family(ips).items()):
+        saved = iptables_save(family, "filter", "firewall CHECK")
+        for chain in (FORWARD_CHAIN, admin):
+            if not saved.has_chain(chain):
+                raise CNIError(ErrorCode.INTERNAL, f"firewall: chain {chain} missing in the "
+                               f"IPv{family} filter table")
+        for rule in [FORWARD_JUMP, admin_jump(admin)] + \
+                [r for ip in mine for r in address_rules(ip)]:
+            if rule not in saved.rules:
+                raise CNIError(ErrorCode.INTERNAL, f"firewall: expected rule not found in the "
+                               f"IPv{family} filter table", rule)

@@ -1,0 +1,253 @@
+"""portmap's iptables backend: Go's layout (1.1.1, the version Debian ships), one
+``*-restore --noflush`` transaction per address family.
+
+The ``nat`` table holds, as Go writes it::
+
+    PREROUTING, OUTPUT: -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+    CNI-HOSTPORT-DNAT:  -p tcp -m comment --comment "dnat name: ..." -m multiport
+                        --dports 8080,8443 -j CNI-DN-<hash(network+containerID)>
+    CNI-DN-<hash>:      hairpin and localhost marks, then the DNAT, per mapping
+    POSTROUTING (first): -m comment ... -j CNI-HOSTPORT-MASQ  (mark -> MASQUERADE)
+    CNI-HOSTPORT-SETMARK: MARK --set-xmark <1 << markMasqBit>
+
+so Go's portmap DEL removes a container corecni added, and the reverse: a node can
+switch implementations with live pods. Rules are rendered in the canonical form
+``iptables-save`` prints, which lets CHECK compare them as text.
+
+Go runs one ``iptables`` process per rule and per lookup. Here each family costs
+one ``*-save`` read (do the shared chains and jumps exist? Declaring an existing
+chain would flush other containers' jumps) and one ``*-restore`` write, under a
+node-wide lock so a concurrent ADD cannot change the answer in between.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from corecni.kit import CNIError, ErrorCode
+from corecni.kit.firewall import (
+    SavedTable,
+    format_hash,
+    iptables_restore,
+    iptables_save,
+    netfilter_lock,
+    quote_comment,
+    rule_comment,
+)
+from corecni_contrib.portmap.config import IPInterface, PortMapConf
+
+DNAT_CHAIN = "CNI-HOSTPORT-DNAT"
+SETMARK_CHAIN = "CNI-HOSTPORT-SETMARK"
+MASQ_CHAIN = "CNI-HOSTPORT-MASQ"
+OLD_SNAT_CHAIN = "CNI-HOSTPORT-SNAT"
+TOP_JUMP = f"-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}"
+MASQ_JUMP = f'-m comment --comment "CNI portfwd requiring masquerade" -j {MASQ_CHAIN}'
+MULTIPORT_MAX = 15  # multiport takes up to 15 ports per rule
+COMMENT_MAX = 255
+LOCK = "portmap-iptables"
+#: test hook: SIGKILL the plugin right after the IPv4 transaction (crash mid-ADD)
+KILL_AFTER_V4 = "CORECNI_TEST_PORTMAP_KILL_AFTER_V4"
+
+
+def dnat_chain(network: str, container_id: str) -> str:
+    """Go's ``MustFormatChainNameWithPrefix(network, containerID, "DN-")``."""
+    return format_hash(28, "CNI-DN-", network + container_id)
+
+
+def old_snat_chain(network: str, container_id: str) -> str:
+    """The chain portmap used before 0.7; Go still removes it on DEL, so do we."""
+    return format_hash(28, "CNI-SN-", network + container_id)
+
+
+def dnat_comment(network: str, container_id: str) -> str:
+    """Go's ``trimComment(fmt.Sprintf(`dnat name: "%s" id: "%s"`, ...))``."""
+    text = f'dnat name: "{network}" id: "{container_id}"'
+    return text if len(text) <= COMMENT_MAX else text[:253] + "..."
+
+
+def mark(bit: int) -> str:
+    value = 1 << bit
+    return f"{value:#x}/{value:#x}"
+
+
+def setmark_rule(bit: int) -> str:
+    return (f'-A {SETMARK_CHAIN} -m comment --comment "CNI portfwd masquerade mark" '
+            f"-j MARK --set-xmark {mark(bit)}")
+
+
+def masq_rule(bit: int) -> str:
+    return f"-A {MASQ_CHAIN} -m mark --mark {mark(bit)} -j MASQUERADE"
+
+
+def _host(address: str, family: int) -> str:
+    return f"{address}/{32 if family == 4 else 128}"
+
+
+def _to(ip: IPInterface, port: int) -> str:
+    return f"{ip.ip}:{port}" if ip.version == 4 else f"[{ip.ip}]:{port}"
+
+
+def entry_rules(conf: PortMapConf, family: int) -> list[str]:
+    """The ``CNI-HOSTPORT-DNAT`` jumps: per protocol (sorted), up to 15 host ports each.
+
+    As in Go, every mapping's port is listed, whatever the family of its hostIP.
+    """
+    chain = dnat_chain(conf.network, conf.container_id)
+    comment = quote_comment(dnat_comment(conf.network, conf.container_id))
+    by_proto: dict[str, list[int]] = {}
+    for mapping in conf.mappings:
+        by_proto.setdefault(mapping.protocol, []).append(mapping.host_port)
+    extra = " ".join(conf.conditions(family))
+    rules = []
+    for proto in sorted(by_proto):
+        ports = by_proto[proto]
+        for i in range(0, len(ports), MULTIPORT_MAX):
+            dports = ",".join(str(p) for p in ports[i:i + MULTIPORT_MAX])
+            rule = f"-A {DNAT_CHAIN} -p {proto} -m comment --comment {comment} " \
+                   f"-m multiport --dports {dports}"
+            rules.append(f"{rule} {extra} -j {chain}" if extra else f"{rule} -j {chain}")
+    return rules
+
+
+def chain_rules(conf: PortMapConf, ip: IPInterface) -> list[str]:
+    """The container chain: per mapping, hairpin mark, localhost mark (IPv4), DNAT."""
+    family = ip.version
+    chain = dnat_chain(conf.network, conf.container_id)
+    setmark = conf.external_set_mark_chain or SETMARK_CHAIN
+    rules = []
+    for mapping in conf.mappings:
+        if not mapping.serves(family):
+            continue
+        dst = f"-d {_host(mapping.dest_ip, family)}" if mapping.dest_ip else ""
+        match = f"-p {mapping.protocol} -m {mapping.protocol} --dport {mapping.host_port}"
+
+        def rule(*parts: str) -> str:
+            return " ".join(part for part in (f"-A {chain}", *parts) if part)
+
+        if conf.snat:
+            rules.append(rule("" if conf.masq_all else f"-s {ip.network}", dst, match,
+                              f"-j {setmark}"))
+            if family == 4 and not conf.masq_all:
+                rules.append(rule("-s 127.0.0.1/32", dst, match, f"-j {setmark}"))
+        rules.append(rule(dst, match, f"-j DNAT --to-destination "
+                                      f"{_to(ip, mapping.container_port)}"))
+    return rules
+
+
+def render_add(conf: PortMapConf, ip: IPInterface, saved: SavedTable) -> str:
+    """``iptables-restore --noflush`` input adding the container's rules for one family.
+
+    Shared chains are declared only when missing (declaring flushes); the
+    container's chain is declared always, so a repeated ADD rewrites it.
+    """
+    chain = dnat_chain(conf.network, conf.container_id)
+    lines = ["*nat"]
+    body: list[str] = []
+
+    def ensure_chain(name: str) -> None:
+        if not saved.has_chain(name):
+            lines.append(f":{name} - [0:0]")
+
+    if conf.snat and conf.external_set_mark_chain is None:
+        ensure_chain(SETMARK_CHAIN)
+        ensure_chain(MASQ_CHAIN)
+        if setmark_rule(conf.mark_masq_bit) not in saved.rules:
+            body.append(setmark_rule(conf.mark_masq_bit))
+        if masq_rule(conf.mark_masq_bit) not in saved.rules:
+            body.append(masq_rule(conf.mark_masq_bit))
+        if f"-A POSTROUTING {MASQ_JUMP}" not in saved.rules:
+            body.append(f"-I POSTROUTING 1 {MASQ_JUMP}")
+    ensure_chain(DNAT_CHAIN)
+    for parent in ("PREROUTING", "OUTPUT"):
+        if f"-A {parent} {TOP_JUMP}" not in saved.rules:
+            body.append(f"-A {parent} {TOP_JUMP}")
+    lines.append(f":{chain} - [0:0]")  # new, or flushed for a repeated ADD
+    body += ["-D" + jump[2:] for jump in saved.jumps_to(chain, DNAT_CHAIN)]
+    body += chain_rules(conf, ip)
+    body += entry_rules(conf, ip.version)
+    return "\n".join([*lines, *body, "COMMIT"]) + "\n"
+
+
+def render_del(saved: SavedTable, chains: list[str]) -> str | None:
+    """Input removing ``chains`` and every jump to them, or None if none exists."""
+    script = ["*nat"]
+    for chain in chains:
+        script += ["-D" + jump[2:] for jump in saved.jumps_to(chain)]
+    for chain in chains:
+        if saved.has_chain(chain):
+            script += [f":{chain} - [0:0]", f"-X {chain}"]  # declaring flushes it first
+    if len(script) == 1:
+        return None
+    return "\n".join([*script, "COMMIT"]) + "\n"
+
+
+def add(conf: PortMapConf, ips: list[IPInterface]) -> None:
+    """One save + one restore per family, v4 first."""
+    for ip in sorted(ips, key=lambda ip: ip.version):
+        what = f"portmap: set up IPv{ip.version} port forwarding"
+        with netfilter_lock(LOCK):
+            saved = iptables_save(ip.version, "nat", what)
+            iptables_restore(ip.version, render_add(conf, ip, saved), what)
+        if ip.version == 4 and os.environ.get(KILL_AFTER_V4):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove(network: str, container_ids: list[str], families: tuple[int, ...] = (4, 6)) -> None:
+    """Remove the containers' chains and jumps (Go's and ours); absent is fine."""
+    chains = [c for cid in container_ids
+              for c in (dnat_chain(network, cid), old_snat_chain(network, cid))]
+    for family in families:
+        what = f"portmap: remove IPv{family} port forwarding"
+        with netfilter_lock(LOCK):
+            saved = iptables_save(family, "nat", what)
+            script = render_del(saved, chains)
+            if script is not None:
+                iptables_restore(family, script, what)
+
+
+def check(conf: PortMapConf, ips: list[IPInterface]) -> None:
+    """Every rule ADD writes is there (compared in ``iptables-save``'s form)."""
+    chain = dnat_chain(conf.network, conf.container_id)
+    for ip in ips:
+        saved = iptables_save(ip.version, "nat", "portmap CHECK")
+        where = f"IPv{ip.version} nat table"
+        if not saved.has_chain(chain):
+            raise CNIError(ErrorCode.INTERNAL, f"portmap: chain {chain} missing in the {where}")
+        expected = chain_rules(conf, ip)
+        if not conf.conditions(ip.version):
+            expected += entry_rules(conf, ip.version)
+        else:  # conditions are printed in the tool's own form: count the jumps
+            want, have = len(entry_rules(conf, ip.version)), len(saved.jumps_to(chain, DNAT_CHAIN))
+            if have < want:
+                raise CNIError(ErrorCode.INTERNAL, f"portmap: {DNAT_CHAIN} lacks jumps to "
+                               f"{chain} in the {where}", f"{have} of {want}")
+        expected += [f"-A {parent} {TOP_JUMP}" for parent in ("PREROUTING", "OUTPUT")]
+        if conf.snat and conf.external_set_mark_chain is None:
+            expected += [setmark_rule(conf.mark_masq_bit), masq_rule(conf.mark_masq_bit),
+                         f"-A POSTROUTING {MASQ_JUMP}"]
+        for rule in expected:
+            if rule not in saved.rules:
+                raise CNIError(ErrorCode.INTERNAL, f"portmap: rule missing in the {where}", rule)
+
+
+def stale_containers(saved: SavedTable, network: str, keep: set[str]) -> list[str]:
+    """Container IDs of ``network`` with a jump in ``CNI-HOSTPORT-DNAT`` but not in ``keep``."""
+    head = f'dnat name: "{network}" id: "'
+    found = []
+    for rule in saved.rules_of(DNAT_CHAIN):
+        comment = rule_comment(rule) or ""
+        if comment.startswith(head) and comment.endswith('"'):
+            cid = comment[len(head):-1]
+            if cid not in keep and rule.endswith(f" -j {dnat_chain(network, cid)}"):
+                found.append(cid)
+    return list(dict.fromkeys(found))
+
+
+def gc(network: str, keep: set[str]) -> None:
+    """SPEC GC: remove the chains of ``network``'s containers not in ``keep``."""
+    for family in (4, 6):
+        saved = iptables_save(family, "nat", "portmap GC")
+        stale = stale_containers(saved, network, keep)
+        if stale:
+            remove(network, stale, (family,))
