@@ -17,11 +17,8 @@ import pytest
 from corecni.spec.errors import CNIError
 from corecni.testing import ns_name, ping
 from tests.integration import _portfwd as pf
-from tests.integration._harness import root_namespace_untouched
 
-__all__ = ["root_namespace_untouched"]
-
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
 
 BACKENDS = ("iptables", "nftables")
 

@@ -21,11 +21,8 @@ from corecni_contrib.portmap.iptables import KILL_AFTER_V4
 
 from corecni.spec.errors import CNIError
 from tests.integration import _portfwd as pf
-from tests.integration._harness import root_namespace_untouched
 
-__all__ = ["root_namespace_untouched"]
-
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
 
 BACKENDS = ("iptables", "nftables")
 MODES = ("in-process", "exec")

@@ -1,0 +1,254 @@
+"""A whole chain per pod: Go's libcni + Go's plugins vs corecni, side by side.
+
+The conflist is podman's/kubelet's shape::
+
+    bridge (+host-local, ipMasq) -> portmap -> firewall -> tuning -> bandwidth
+
+with 4 port mappings per pod. tuning and bandwidth are Go's (exec'd) in every
+column until corecni's own land. N pods (default 50) are ADDed one after the
+other, then DELeted, each pod in its own container namespace, all inside a
+throwaway "node" namespace per column (nothing touches the machine's own
+network). Columns, measured in one run:
+
+* ``go``        - Go's libcni (the interop driver, exec'd per call) + Go's plugins;
+* ``go+corecni``- the same libcni driver exec'ing corecni's installed launchers for
+  bridge, host-local, portmap and firewall;
+* ``corecni``   - corecni's runtime (``CNIRuntime``) with those four in-process.
+
+Printed: per-pod ADD and DEL mean and p99 (ms) and each column's ratio to Go.
+Then the scaling check: the mean ADD of 10 more pods when 10 and when 500 pods
+are already attached, for corecni in-process on each portmap backend and for
+Go (the rule work per pod should not grow with the pods on the node).
+
+    python -m bench.chain [-n 50] [--scale 500] [--no-scale] [--backend iptables]
+
+Needs root, Go (golang-go) and Debian's libcni source (golang-github-appc-cni-dev)
+to build the driver, and Go's plugins in /usr/lib/cni.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+GO_DIR = "/usr/lib/cni"
+GOCODE = "/usr/share/gocode"
+DRIVER = Path(__file__).resolve().parent.parent / "tests" / "interop" / "gocni" / "main.go"
+OURS = {"bridge": "corecni_contrib.bridge", "host-local": "corecni_contrib.host_local.plugin",
+        "portmap": "corecni_contrib.portmap", "firewall": "corecni_contrib.firewall"}
+PREFIX = f"ccni-bench-{os.getpid()}-"
+
+
+def build_driver(tmp: Path) -> str:
+    """The libcni driver of the interop tests, built offline in GOPATH mode."""
+    pkg = tmp / "gopath" / "src" / "gocni"
+    pkg.mkdir(parents=True)
+    shutil.copy(DRIVER, pkg / "main.go")
+    out = tmp / "gocni"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{tmp / 'gopath'}:{GOCODE}",
+           "GOCACHE": str(tmp / "gocache"), "GOFLAGS": "", "CGO_ENABLED": "0"}
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=pkg, env=env, check=True,
+                   capture_output=True)
+    return str(out)
+
+
+class Namespaces:
+    """Named namespaces for one run, all removed at the end (even on failure)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def make(self, role: str) -> str:
+        name = f"{PREFIX}{role}-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        self.names.append(name)
+        return f"/run/netns/{name}"
+
+    def cleanup(self) -> None:
+        for name in reversed(self.names):
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+        self.names.clear()
+
+
+def conflist(tmp: Path, name: str, backend: str) -> dict[str, Any]:
+    return {"cniVersion": "1.0.0", "name": name, "plugins": [
+        {"type": "bridge", "bridge": "cni-bench0", "isGateway": True, "ipMasq": True,
+         "hairpinMode": True,
+         "ipam": {"type": "host-local", "dataDir": str(tmp / "ipam"),
+                  "ranges": [[{"subnet": "10.200.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}, "backend": backend},
+        {"type": "firewall", "backend": backend},
+        {"type": "tuning", "sysctl": {"net.core.somaxconn": "512"}},
+        {"type": "bandwidth", "ingressRate": 100_000_000, "ingressBurst": 1_000_000,
+         "egressRate": 100_000_000, "egressBurst": 1_000_000}]}
+
+
+def caps(pod: int) -> dict[str, Any]:
+    base = 20000 + pod * 4
+    return {"portMappings": [{"hostPort": base + i, "containerPort": 80 + i, "protocol": "tcp"}
+                             for i in range(4)]}
+
+
+Call = Callable[[str, str, str, dict[str, Any]], None]  # verb, netns, container id, caps
+
+
+def go_caller(driver: str, cni_path: str, node: str, conf_path: Path, cache: Path) -> Call:
+    def call(verb: str, ctr: str, cid: str, capargs: dict[str, Any]) -> None:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", os.path.basename(node), driver, verb, str(conf_path), ctr,
+             cid, "eth0", str(cache), json.dumps(capargs)],
+            env={**os.environ, "CNI_PATH": cni_path}, capture_output=True, text=True,
+            check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"libcni {verb} {cid} failed: {proc.stderr.strip()}")
+    return call
+
+
+def corecni_caller(conf: dict[str, Any], node: str, tmp: Path) -> Call:
+    from corecni import netns
+    from corecni.registry import Registry
+    from corecni.runtime import CNIRuntime
+    from corecni.spec.config import NetworkConfigList, RuntimeConf
+
+    registry = Registry(path=(GO_DIR,), entry_points=False)
+    for plugin_type, target in OURS.items():
+        registry.register(plugin_type, target)
+    runtime = CNIRuntime(path=(GO_DIR,), cache_dir=str(tmp / "cache"), registry=registry)
+    net = NetworkConfigList.from_dict(conf)
+
+    def call(verb: str, ctr: str, cid: str, capargs: dict[str, Any]) -> None:
+        rt = RuntimeConf(cid, "eth0", ctr, capability_args=capargs)
+        with netns.entered(node):
+            if verb == "add":
+                runtime.add_network_list(net, rt)
+            else:
+                runtime.del_network_list(net, rt)
+    return call
+
+
+def install_ours(bindir: Path) -> str:
+    from corecni import launcher
+
+    launcher.install(str(bindir), [launcher.LauncherSpec(t, m) for t, m in OURS.items()])
+    for name in ("tuning", "bandwidth"):
+        shutil.copy(f"{GO_DIR}/{name}", bindir / name)
+    return str(bindir)
+
+
+@contextmanager
+def column(kind: str, driver: str, backend: str, root: Path) -> Iterator[tuple[Call, Namespaces]]:
+    """A fresh node namespace and the caller of one column."""
+    spaces = Namespaces()
+    tmp = Path(tempfile.mkdtemp(dir=root))
+    try:
+        node = spaces.make("node")
+        conf = conflist(tmp, "benchnet", backend)
+        if kind == "corecni":
+            yield corecni_caller(conf, node, tmp), spaces
+        else:
+            conf_path = tmp / "net.conflist"
+            conf_path.write_text(json.dumps(conf))
+            cni_path = GO_DIR if kind == "go" else install_ours(tmp / "bin")
+            yield go_caller(driver, cni_path, node, conf_path, tmp / "cache"), spaces
+    finally:
+        spaces.cleanup()
+
+
+def timed(call: Call, verb: str, ctr: str, cid: str, capargs: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    call(verb, ctr, cid, capargs)
+    return (time.perf_counter() - start) * 1000
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+def run_column(kind: str, driver: str, backend: str, n: int,
+               root: Path) -> tuple[list[float], list[float]]:
+    with column(kind, driver, backend, root) as (call, spaces):
+        ctrs = [spaces.make("ctr") for _ in range(n)]
+        adds = [timed(call, "add", ctr, f"pod{i}", caps(i)) for i, ctr in enumerate(ctrs)]
+        dels = [timed(call, "del", ctr, f"pod{i}", caps(i)) for i, ctr in enumerate(ctrs)]
+    return adds, dels
+
+
+def scale_column(kind: str, driver: str, backend: str, attached: tuple[int, ...], extra: int,
+                 root: Path) -> dict[int, float]:
+    """Mean ADD of ``extra`` pods once ``attached`` pods are on the node (filled with
+    corecni in-process, whatever the column: only the measured ADDs differ)."""
+    out: dict[int, float] = {}
+    with column(kind, driver, backend, root) as (call, spaces):
+        fill = call if kind == "corecni" else None
+        done = 0
+        for target in attached:
+            while done < target:
+                ctr = spaces.make("ctr")
+                (fill or call)("add", ctr, f"fill{done}", caps(done))
+                done += 1
+            samples = []
+            for j in range(extra):
+                ctr = spaces.make("ctr")
+                samples.append(timed(call, "add", ctr, f"m{target}-{j}", caps(5000 + j)))
+                call("del", ctr, f"m{target}-{j}", caps(5000 + j))
+            out[target] = statistics.mean(samples)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=50, help="pods per column (default 50)")
+    parser.add_argument("--backend", default="iptables", choices=("iptables", "nftables"),
+                        help="portmap/firewall backend of the ADD/DEL columns")
+    parser.add_argument("--scale", type=int, default=500,
+                        help="pods attached for the scaling check (default 500)")
+    parser.add_argument("--no-scale", action="store_true", help="skip the scaling check")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.chain needs root (network namespaces)", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="ccni-bench-chain-"))
+    try:
+        driver = build_driver(root)
+        print(f"chain bridge -> portmap -> firewall -> tuning -> bandwidth, {args.n} pods, "
+              f"4 port mappings each, backend {args.backend}; ms per pod")
+        print(f"{'column':<12} {'ADD mean':>9} {'ADD p99':>9} {'DEL mean':>9} {'DEL p99':>9}"
+              f" {'ADD vs Go':>10} {'DEL vs Go':>10}")
+        rows = {}
+        for kind in ("go", "go+corecni", "corecni"):
+            adds, dels = run_column(kind, driver, args.backend, args.n, root)
+            rows[kind] = (statistics.mean(adds), p99(adds), statistics.mean(dels), p99(dels))
+            go_add, _, go_del, _ = rows["go"]
+            add_mean, add_p99, del_mean, del_p99 = rows[kind]
+            print(f"{kind:<12} {add_mean:9.1f} {add_p99:9.1f} {del_mean:9.1f} {del_p99:9.1f}"
+                  f" {go_add / add_mean:9.1f}x {go_del / del_mean:9.1f}x", flush=True)
+        if not args.no_scale:
+            print(f"\nADD mean of 10 pods with 10 and with {args.scale} pods attached (ms)")
+            for kind, backend in (("corecni", "iptables"), ("corecni", "nftables"),
+                                  ("go", "iptables")):
+                means = scale_column(kind, driver, backend, (10, args.scale), 10, root)
+                print(f"{kind + ' ' + backend:<20} 10: {means[10]:7.1f}   {args.scale}: "
+                      f"{means[args.scale]:7.1f}   growth {means[args.scale] / means[10]:.2f}x",
+                      flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
