@@ -175,7 +175,7 @@ def timed(call: Call, verb: str, ctr: str, cid: str, capargs: dict[str, Any]) ->
 
 def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 def run_column(kind: str, driver: str, backend: str, n: int,

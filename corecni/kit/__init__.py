@@ -28,8 +28,9 @@ What is here, by concern:
 * links (veth pairs, links on a master, DEL of your own link, CHECK of the
   container link): ``corecni.kit.links``;
 * namespaces (``netns_entered``, ``netns_gone``, ``validate_netns_path``);
-* netfilter (Go's chain names, the tools in one call): ``corecni.kit.firewall``
-  (imported on use, not here).
+* netfilter (Go's chain names, the tools in one call, an ``iptables-save``
+  parser, ``nft -j`` listings and their set elements, a node-wide lock for a
+  read-then-write): ``corecni.kit.firewall`` (imported on use, not here).
 
 The link layer itself is ``request.net`` (a ``corecni.net.NetBackend``), handed
 in with the request.

@@ -138,7 +138,8 @@ def test_podman_network_on_corecni(netns_factory: Any, tmp_path: Path,
     script = SESSION.format(port=HOST_PORT, port2=HOST_PORT + 1, bridge=BRIDGE)
     short = tempfile.mkdtemp(prefix="ccnip-", dir="/tmp")  # podman: runroot < 50 chars
     request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
-    env = {**os.environ, "T": str(tmp_path), "S": short, "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
+    env = {**os.environ, "T": str(tmp_path), "S": short,
+           "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     proc = subprocess.run(["nsenter", f"--net=/run/netns/{ns_name(node)}", "unshare", "-m",
                            "--propagation", "private", "sh", "-c", script], env=env,

@@ -207,3 +207,21 @@ def test_firewall_nft_isolation() -> None:
     assert f'add element inet corecni_firewall isolation {{ "cni0" : jump {chain} }}' in script
     assert f'add rule inet corecni_firewall {chain} oifname "cni0" drop' in script
     assert 'add element inet corecni_firewall ctr6 { fd00::5 comment "c1" }' in script
+
+
+def test_netfilter_lock_serialises(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+
+    monkeypatch.setattr(firewall, "LOCK_DIR", str(tmp_path))
+    with firewall.netfilter_lock("x"):
+        fd = os.open(tmp_path / "x.lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+    os.close(fd)
+
+
+def test_nft_string_drops_quotes() -> None:
+    assert firewall.nft_string('a"b\\c', limit=4) == "abc"
+    assert firewall.quote_comment('name: "n"') == '"name: \\"n\\""'
