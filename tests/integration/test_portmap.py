@@ -20,6 +20,7 @@ from corecni_contrib.portmap import nftables as pm_nftables
 from corecni_contrib.portmap.iptables import KILL_AFTER_V4
 
 from corecni.spec.errors import CNIError
+from corecni.testing import plugin_request, run_in_process
 from tests.integration import _portfwd as pf
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
@@ -138,8 +139,15 @@ def test_two_containers_and_gc(backend: str, world: tuple[str, str, str], netns_
     with pf.tcp_servers(ctr, 80), pf.tcp_servers(other, 80):
         assert pf.tcp_get(peer, pf.NODE_V4, 8080).endswith(ips1[0])
         assert pf.tcp_get(peer, pf.NODE_V4, 9090).endswith(ips2[0])
+    before = pf.netfilter_state(node)
+    assert f"{ips1[0]} . 80" in before or f"{ips1[0]}:80" in before
+    for cached in (tmp_path / "cache").rglob("*ctr-1*"):
+        cached.unlink()  # the runtime lost ctr-1: only the plugins' own GC can find it
     chain.gc([("ctr-2", "eth0")])
-    assert pf.container_rules(node, "ctr-1", ips1) == []
+    state = pf.netfilter_state(node)
+    assert pm_iptables.dnat_chain("pfnet", "ctr-1") not in state  # portmap, iptables
+    assert 'comment "ctr-1"' not in state  # portmap and firewall, nftables
+    assert f"{ips1[0]} . 80" not in state and f"{ips1[0]}:80" not in state
     assert pf.container_rules(node, "ctr-2", ips2) != []
     chain.check(other, "ctr-2", pf.mappings((9090, 80)))
     chain.delete(other, "ctr-2", pf.mappings((9090, 80)))
@@ -222,3 +230,38 @@ def test_crash_mid_add_then_del_and_gc(world: tuple[str, str, str], netns_factor
     chain.gc([])
     assert not any("CNI-DN-" in r for r in pf.iptables_rules(node, 4) + pf.iptables_rules(node, 6))
     assert os.environ.get(KILL_AFTER_V4) is None
+
+
+def test_iptables_repeated_add_and_repair(world: tuple[str, str, str], netns_factory: Any,
+                                          tmp_path: Path) -> None:
+    """A repeated ADD rewrites the container's rules without duplicating its jumps, and
+    an ADD repairs shared rules someone removed (both take the read-then-write path;
+    a new container on a set-up node takes the one-transaction path)."""
+    node, _, ctr = world
+    chain = pf.Chain(pf.make_runtime("in-process", tmp_path), node,
+                     pf.chain_conf(tmp_path, dual=False))
+    result = chain.add(ctr, "c1", CAPS)
+    [v4] = _ips(result)
+    # portmap's ADD once more for the same container, as a runtime retrying would
+    again = run_in_process(plugin_request({"type": "portmap", "name": "pfnet",
+                                           "backend": "iptables", "runtimeConfig": CAPS},
+                                          container_id="c1", netns=ctr, prev_result=result,
+                                          net=None),
+                           "corecni_contrib.portmap", node=node)
+    assert again.error is None, again.error
+    dn = pm_iptables.dnat_chain("pfnet", "c1")
+    assert len([r for r in pf.iptables_rules(node) if r.endswith(f"-j {dn}")]) == 1
+    assert len([r for r in pf.iptables_rules(node) if r.startswith(f"-A {dn} ")]) == 12
+    pf.sh(node, "iptables", "-t", "nat", "-F", "CNI-HOSTPORT-MASQ")
+    with pytest.raises(CNIError):
+        chain.check(ctr, "c1", CAPS)
+    other = netns_factory("ctr")
+    chain.add(other, "c2", pf.mappings((9090, 80)))
+    assert pm_iptables.masq_rule(13) in pf.iptables_rules(node)
+    chain.check(ctr, "c1", CAPS)
+    with pf.tcp_servers(ctr, 80):
+        assert pf.tcp_get(ctr, pf.NODE_V4, 8080).startswith("hello from 10.97.0.1")
+    for cid, ns in (("c1", ctr), ("c2", other)):
+        chain.delete(ns, cid, CAPS if cid == "c1" else pf.mappings((9090, 80)))
+    assert not [r for r in pf.iptables_rules(node) if "CNI-DN-" in r]
+    assert pf.container_rules(node, "c1", [v4]) == []

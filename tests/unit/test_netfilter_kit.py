@@ -225,3 +225,18 @@ def test_netfilter_lock_serialises(tmp_path: Any, monkeypatch: pytest.MonkeyPatc
 def test_nft_string_drops_quotes() -> None:
     assert firewall.nft_string('a"b\\c', limit=4) == "abc"
     assert firewall.quote_comment('name: "n"') == '"name: \\"n\\""'
+
+
+def test_iptables_fast_paths_fail_whole_when_assumptions_break() -> None:
+    conf = PortMapConf.from_request(_request({"backend": "iptables", "runtimeConfig": {
+        "portMappings": [{"hostPort": 8080, "containerPort": 80}]}}))
+    v4, _ = container_ips(PREV, "eth0")
+    assert v4 is not None
+    dn = "CNI-DN-70a29d9dc18bc4d652ea5"
+    fast = pm_iptables.render_add_fast(conf, v4).splitlines()
+    # -N fails on a repeated ADD; -D fails when a shared rule is missing
+    assert fast[:2] == ["*nat", f"-N {dn}"]
+    assert "-D" + pm_iptables.masq_rule(13)[2:] in fast
+    assert fast[-2].startswith("-A CNI-HOSTPORT-DNAT") and fast[-1] == "COMMIT"
+    assert pm_iptables.render_del_fast(conf, 4).splitlines()[1].startswith(
+        "-D CNI-HOSTPORT-DNAT -p tcp")

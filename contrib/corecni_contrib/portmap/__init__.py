@@ -92,7 +92,7 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
     if conf.backend == "nftables":
         nftables.remove(conf.network, drop={request.container_id})
     else:
-        iptables.remove(conf.network, [request.container_id])
+        iptables.remove(conf.network, [request.container_id], conf=conf)
 
 
 @hookimpl

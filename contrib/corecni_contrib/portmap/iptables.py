@@ -14,10 +14,15 @@ so Go's portmap DEL removes a container corecni added, and the reverse: a node c
 switch implementations with live pods. Rules are rendered in the canonical form
 ``iptables-save`` prints, which lets CHECK compare them as text.
 
-Go runs one ``iptables`` process per rule and per lookup. Here each family costs
-one ``*-save`` read (do the shared chains and jumps exist? Declaring an existing
-chain would flush other containers' jumps) and one ``*-restore`` write, under a
-node-wide lock so a concurrent ADD cannot change the answer in between.
+Go runs one ``iptables`` process per rule and per lookup. Here a new container
+on a node whose shared chains exist costs one ``*-restore --noflush`` per family
+and no read, so the cost does not grow with the rules already on the node; the
+transaction is built to fail as a whole when that assumption does not hold (see
+``render_add_fast``). Otherwise - first container, repeated ADD, repairs - it is
+one ``*-save`` read (declaring an existing shared chain would flush other
+containers' jumps) and one ``*-restore`` write, under a node-wide lock so a
+concurrent ADD cannot change the answer in between. DEL likewise: ``-D`` of the
+exact jumps when the mappings are known, else read and delete what is there.
 """
 
 from __future__ import annotations
@@ -182,22 +187,67 @@ def render_del(saved: SavedTable, chains: list[str]) -> str | None:
     return "\n".join([*script, "COMMIT"]) + "\n"
 
 
+def render_add_fast(conf: PortMapConf, ip: IPInterface) -> str:
+    """The no-read ADD of a new container on a node that has the shared chains.
+
+    ``-N`` fails when the container's chain exists (a repeated ADD), a jump to a
+    missing chain fails, and the shared SETMARK/MASQ rules are deleted and added
+    back (``-D`` fails when one is missing): any failure aborts the whole
+    transaction and the caller takes the read-then-write path, which repairs.
+    """
+    chain = dnat_chain(conf.network, conf.container_id)
+    lines = ["*nat", f"-N {chain}"]
+    if conf.snat and conf.external_set_mark_chain is None:
+        for rule in (setmark_rule(conf.mark_masq_bit), masq_rule(conf.mark_masq_bit)):
+            lines += ["-D" + rule[2:], rule]
+    lines += chain_rules(conf, ip) + entry_rules(conf, ip.version)
+    return "\n".join([*lines, "COMMIT"]) + "\n"
+
+
+def render_del_fast(conf: PortMapConf, family: int) -> str:
+    """The no-read DEL when the mappings are known: ``-D`` of the exact jumps (it
+    fails, and the caller reads instead, when one is not there)."""
+    chain = dnat_chain(conf.network, conf.container_id)
+    lines = ["*nat", *("-D" + rule[2:] for rule in entry_rules(conf, family)),
+             f":{chain} - [0:0]", f"-X {chain}"]
+    return "\n".join([*lines, "COMMIT"]) + "\n"
+
+
+def _try(family: int, script: str) -> bool:
+    try:
+        iptables_restore(family, script)
+    except CNIError:
+        return False
+    return True
+
+
 def add(conf: PortMapConf, ips: list[IPInterface]) -> None:
-    """One save + one restore per family, v4 first."""
+    """Per family, v4 first: one ``*-restore`` of a new container when the node is set
+    up (no read, so the cost does not grow with the node's rules); otherwise one
+    ``*-save`` read and one ``*-restore`` write under the lock."""
     for ip in sorted(ips, key=lambda ip: ip.version):
         what = f"portmap: set up IPv{ip.version} port forwarding"
-        with netfilter_lock(LOCK):
-            saved = iptables_save(ip.version, "nat", what)
-            iptables_restore(ip.version, render_add(conf, ip, saved), what)
+        if not _try(ip.version, render_add_fast(conf, ip)):
+            with netfilter_lock(LOCK):
+                saved = iptables_save(ip.version, "nat", what)
+                iptables_restore(ip.version, render_add(conf, ip, saved), what)
         if ip.version == 4 and os.environ.get(KILL_AFTER_V4):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def remove(network: str, container_ids: list[str], families: tuple[int, ...] = (4, 6)) -> None:
-    """Remove the containers' chains and jumps (Go's and ours); absent is fine."""
+def remove(network: str, container_ids: list[str], families: tuple[int, ...] = (4, 6),
+           conf: PortMapConf | None = None) -> None:
+    """Remove the containers' chains and jumps (Go's and ours); absent is fine.
+
+    With ``conf`` (one container whose mappings are known) each family first tries
+    the no-read DEL; otherwise, or when that fails, it reads and deletes what is
+    there.
+    """
     chains = [c for cid in container_ids
               for c in (dnat_chain(network, cid), old_snat_chain(network, cid))]
     for family in families:
+        if conf is not None and conf.mappings and _try(family, render_del_fast(conf, family)):
+            continue
         what = f"portmap: remove IPv{family} port forwarding"
         with netfilter_lock(LOCK):
             saved = iptables_save(family, "nat", what)
