@@ -117,8 +117,17 @@ def add(ips: list[Address], admin: str, bridge: str | None, isolated: bool) -> N
 
 
 def remove(ips: list[Address]) -> None:
+    """Per family: ``-D`` of the exact rules in one transaction (no read); if one of
+    them is gone, read what is there and delete that."""
     for family, mine in sorted(_by_family(ips).items()):
         what = f"firewall: remove IPv{family} rules"
+        rules = [rule for ip in mine for rule in address_rules(ip)]
+        try:
+            iptables_restore(family, "\n".join(["*filter", *("-D" + r[2:] for r in rules),
+                                                "COMMIT"]) + "\n")
+            continue
+        except CNIError:
+            pass
         with netfilter_lock(LOCK):
             script = render_del(iptables_save(family, "filter", what), mine)
             if script is not None:

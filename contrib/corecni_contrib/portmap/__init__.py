@@ -92,7 +92,10 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
     if conf.backend == "nftables":
         nftables.remove(conf.network, drop={request.container_id})
     else:
-        iptables.remove(conf.network, [request.container_id], conf=conf)
+        # with a previous result only its families can hold rules (ADD writes no other)
+        families = tuple(sorted({ip.version for ip in _ips(conf, request, prev_result)})) \
+            if prev_result is not None else (4, 6)
+        iptables.remove(conf.network, [request.container_id], families or (4, 6), conf=conf)
 
 
 @hookimpl
