@@ -185,6 +185,14 @@ def render_iptables_setup(owner: Owner, addresses: Sequence[str], saved: str) ->
     return "\n".join(lines) + "\n"
 
 
+def render_iptables_setup_new(owner: Owner, addresses: Sequence[str]) -> str:
+    """The same rules for an attachment whose chain does not exist yet: ``-N`` makes
+    the transaction fail as a whole when it does, and the caller reads first."""
+    script = render_iptables_setup(owner, addresses, "")
+    chain = owner.iptables_chain
+    return script.replace(f":{chain} - [0:0]\n", f"-N {chain}\n", 1)
+
+
 def render_iptables_teardown(owner: Owner, saved: str) -> str | None:
     """Input that removes the jumps and the chain, or None when neither exists."""
     chain = owner.iptables_chain
@@ -237,10 +245,16 @@ def setup(backend: str | None, owner: Owner, addresses: Sequence[str]) -> None:
         return
     for family in (4, 6):
         mine = [a for a in addresses if _family(a) == family]
-        if mine:
-            saved = run_tool(_SAVE[family], ["-t", "nat"], what=what)
-            run_tool(_RESTORE[family], ["--noflush"],
-                     render_iptables_setup(owner, mine, saved), what)
+        if not mine:
+            continue
+        try:  # a new attachment: no read, so the cost does not grow with the node's rules
+            run_tool(_RESTORE[family], ["--noflush"], render_iptables_setup_new(owner, mine))
+            continue
+        except CNIError:
+            pass  # the chain exists (a repeated ADD): read, then rewrite it
+        saved = run_tool(_SAVE[family], ["-t", "nat"], what=what)
+        run_tool(_RESTORE[family], ["--noflush"],
+                 render_iptables_setup(owner, mine, saved), what)
 
 
 def teardown(backend: str | None, owner: Owner) -> None:

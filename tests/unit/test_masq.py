@@ -191,3 +191,10 @@ def test_spoof_check_rules() -> None:
     ]
     assert ports.render_spoof_teardown(OWNER).splitlines()[-1] == \
         f"delete chain bridge corecni_macspoofchk {chain}"
+
+
+def test_iptables_setup_of_a_new_attachment_needs_no_read() -> None:
+    # -N fails (the whole transaction) when the chain exists: the caller then reads first
+    script = _masq.render_iptables_setup_new(OWNER, ["10.1.2.3/24"])
+    assert script.splitlines()[:2] == ["*nat", f"-N {OWNER.iptables_chain}"]
+    assert f"-A POSTROUTING -s 10.1.2.3 -j {OWNER.iptables_chain}" in script
