@@ -4,16 +4,16 @@ The conflist is podman's/kubelet's shape::
 
     bridge (+host-local, ipMasq) -> portmap -> firewall -> tuning -> bandwidth
 
-with 4 port mappings per pod. tuning and bandwidth are Go's (exec'd) in every
-column until corecni's own land. N pods (default 50) are ADDed one after the
-other, then DELeted, each pod in its own container namespace, all inside a
-throwaway "node" namespace per column (nothing touches the machine's own
-network). Columns, measured in one run:
+with 4 port mappings per pod. tuning and bandwidth are corecni's where it runs
+its own plugins (Go's stand in when corecni's are not installed). N pods
+(default 50) are ADDed one after the other, then DELeted, each pod in its own
+container namespace, all inside a throwaway "node" namespace per column
+(nothing touches the machine's own network). Columns, measured in one run:
 
 * ``go``        - Go's libcni (the interop driver, exec'd per call) + Go's plugins;
 * ``go+corecni``- the same libcni driver exec'ing corecni's installed launchers for
-  bridge, host-local, portmap and firewall;
-* ``corecni``   - corecni's runtime (``CNIRuntime``) with those four in-process.
+  bridge, host-local, portmap, firewall, tuning and bandwidth;
+* ``corecni``   - corecni's runtime (``CNIRuntime``) with those in-process.
 
 Printed: per-pod ADD and DEL mean and p99 (ms) and each column's ratio to Go.
 Then the scaling check: the mean ADD of 10 more pods when 10 and when 500 pods
@@ -48,6 +48,15 @@ GOCODE = "/usr/share/gocode"
 DRIVER = Path(__file__).resolve().parent.parent / "tests" / "interop" / "gocni" / "main.go"
 OURS = {"bridge": "corecni_contrib.bridge", "host-local": "corecni_contrib.host_local.plugin",
         "portmap": "corecni_contrib.portmap", "firewall": "corecni_contrib.firewall"}
+#: corecni's own tuning and bandwidth when installed (Go's stand in otherwise)
+TAIL = {"tuning": "corecni_contrib.tuning", "bandwidth": "corecni_contrib.bandwidth"}
+
+
+def ours() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    registered = {ep.name for ep in entry_points(group="corecni.plugins")}
+    return {**OURS, **{t: m for t, m in TAIL.items() if t in registered}}
 PREFIX = f"ccni-bench-{os.getpid()}-"
 
 
@@ -124,7 +133,7 @@ def corecni_caller(conf: dict[str, Any], node: str, tmp: Path) -> Call:
     from corecni.spec.config import NetworkConfigList, RuntimeConf
 
     registry = Registry(path=(GO_DIR,), entry_points=False)
-    for plugin_type, target in OURS.items():
+    for plugin_type, target in ours().items():
         registry.register(plugin_type, target)
     runtime = CNIRuntime(path=(GO_DIR,), cache_dir=str(tmp / "cache"), registry=registry)
     net = NetworkConfigList.from_dict(conf)
@@ -142,9 +151,11 @@ def corecni_caller(conf: dict[str, Any], node: str, tmp: Path) -> Call:
 def install_ours(bindir: Path) -> str:
     from corecni import launcher
 
-    launcher.install(str(bindir), [launcher.LauncherSpec(t, m) for t, m in OURS.items()])
+    mine = ours()
+    launcher.install(str(bindir), [launcher.LauncherSpec(t, m) for t, m in mine.items()])
     for name in ("tuning", "bandwidth"):
-        shutil.copy(f"{GO_DIR}/{name}", bindir / name)
+        if name not in mine:
+            shutil.copy(f"{GO_DIR}/{name}", bindir / name)
     return str(bindir)
 
 

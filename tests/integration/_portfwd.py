@@ -72,7 +72,10 @@ def chain_conf(tmp: Path, *, backend: str = "iptables", name: str = "pfnet",
 
 
 def install_ours(bindir: Path, types: tuple[str, ...] = tuple(OURS)) -> str:
-    launcher.install(str(bindir), [launcher.LauncherSpec(t, OURS[t]) for t in types])
+    from importlib.metadata import entry_points
+
+    targets = {**{ep.name: ep.value for ep in entry_points(group="corecni.plugins")}, **OURS}
+    launcher.install(str(bindir), [launcher.LauncherSpec(t, targets[t]) for t in types])
     return str(bindir)
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.integration import _portfwd as pf
 
 pytestmark = [pytest.mark.interop, pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
 
+REGISTERED = {ep.name for ep in entry_points(group="corecni.plugins")}
 CAPS = pf.mappings((8080, 80), (8081, 81), (8082, 82), (8083, 83))
 TAIL = ({"type": "tuning", "sysctl": {"net.core.somaxconn": "512"}},
         {"type": "bandwidth", "ingressRate": 100_000_000, "ingressBurst": 1_000_000,
@@ -98,11 +100,13 @@ def no_rules_of(node: str, cid: str, ips: list[str], network: str = "pfnet") -> 
 def test_go_libcni_execs_our_chain(bridge: str, backend: str, gocni: str,
                                    world: tuple[str, str, str], tmp_path: Path) -> None:
     """bridge -> portmap -> firewall -> tuning -> bandwidth, Go's libcni driving;
-    portmap and firewall are corecni's launchers, bridge is ours or Go's (with Go's
-    host-local), tuning and bandwidth Go's (corecni's have not landed)."""
+    portmap, firewall, tuning and bandwidth are corecni's launchers (Go's when
+    corecni's are not installed), bridge is ours or Go's (with Go's host-local)."""
     node, peer, ctr = world
-    ours = ("portmap", "firewall") + (("bridge", "host-local") if bridge == "ours" else ())
-    go = ("tuning", "bandwidth") + (("bridge", "host-local") if bridge == "go" else ())
+    tail = tuple(t for t in ("tuning", "bandwidth") if t in REGISTERED)
+    ours = ("portmap", "firewall", *tail) + (("bridge", "host-local") if bridge == "ours" else ())
+    go = tuple(t for t in ("tuning", "bandwidth") if t not in REGISTERED) + \
+        (("bridge", "host-local") if bridge == "go" else ())
     cni = GoCni(gocni, plugin_dir(tmp_path, ours, go), node,
                 pf.chain_conf(tmp_path, backend=backend, extra=TAIL), tmp_path)
     ips = cni.add(ctr, "ctr-1", CAPS)
