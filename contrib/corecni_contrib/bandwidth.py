@@ -35,6 +35,7 @@ from corecni.kit import CNIError, ErrorCode, Interface, Request, Result, hookimp
 from corecni.net import (
     TC_H_INGRESS,
     TC_H_INGRESS_HANDLE,
+    TC_H_ROOT,
     Filter,
     Link,
     NetBackend,
@@ -157,7 +158,7 @@ def _has_qdisc(backend: NetBackend, ifname: str, parent: int) -> bool:
 def _shape_ingress(backend: NetBackend, host: Link, shape: Shape, undo: kit.UndoStack) -> None:
     """The undo is armed before the request only when the root was free: a failure
     must not remove a qdisc that was there before (the add then fails with EEXIST)."""
-    if not _has_qdisc(backend, host.name, 0xFFFFFFFF):
+    if not _has_qdisc(backend, host.name, TC_H_ROOT):
         undo.push(lambda: backend.batch(None).del_qdisc(host.name, missing_ok=True).commit())
     with kit.kernel_step(f"create tbf qdisc on {host.name}"):
         backend.batch(None).add_qdisc(shape.qdisc(host.name)).commit()
@@ -227,7 +228,7 @@ def _check_tbf(backend: NetBackend, ifname: str, shape: Shape) -> None:
     """The root qdisc of ``ifname`` is a tbf with Go's rate, limit and bucket."""
     with kit.kernel_step(f"list the qdiscs of {ifname}"):
         qdiscs = [q for q in backend.qdiscs(None, ifname) if q.kind != "pfifo_fast"]
-    tbf = next((q for q in qdiscs if q.kind == "tbf" and q.parent == 0xFFFFFFFF), None)
+    tbf = next((q for q in qdiscs if q.kind == "tbf" and q.parent == TC_H_ROOT), None)
     if tbf is None:
         raise CNIError(ErrorCode.INTERNAL, "Failed to find qdisc", f"no tbf on {ifname}")
     for what, want, have in (("Rate", shape.rate, tbf.rate), ("Limit", shape.limit, tbf.limit),

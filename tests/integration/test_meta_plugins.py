@@ -242,6 +242,8 @@ def test_bandwidth_shapes_traffic_both_ways(node: str, ctr: str, tmp_path: Path)
     assert ping(ctr, gw)
     to_ctr = iperf(node, ctr, ctr_ip)  # the container's ingress: tbf on the host veth
     from_ctr = iperf(ctr, node, gw)  # its egress: redirected into the ifb's tbf
+    print(f"shaped: to the container {to_ctr / 1e6:.2f} Mbit/s (limit 8), "
+          f"from it {from_ctr / 1e6:.2f} Mbit/s (limit 16)")
     assert abs(to_ctr - LIMITS["ingressRate"]) <= 0.2 * LIMITS["ingressRate"], to_ctr
     assert abs(from_ctr - LIMITS["egressRate"]) <= 0.2 * LIMITS["egressRate"], from_ctr
     chain.delete()
