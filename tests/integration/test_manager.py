@@ -29,13 +29,16 @@ from corecni.kit import hookimpl
 from corecni.manager import (
     AsyncPodNetworkManager,
     NetworkNotFoundError,
+    NetworkOptions,
     NotInitializedError,
     PluginError,
     PodNetwork,
     PodNetworkManager,
     PodSandbox,
+    PortMapping,
 )
 from corecni.testing import ip_json, ping
+from tests.integration import _portfwd as pf
 
 pytestmark = pytest.mark.root
 NsFactory = Callable[..., str]
@@ -50,7 +53,8 @@ def bridge_conf(tmp: Path, name: str = "podnet", subnet: str = "10.88.0.0/16",
         *meta]}
 
 
-#: the meta plugin of the default network in the 50-pod test (a real conflist is a chain)
+#: the meta plugins of the default network in the 50-pod test (a real conflist is a chain)
+PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}}
 TUNING = {"type": "tuning", "txQLen": 777}
 
 
@@ -126,10 +130,11 @@ def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
                                                  netns_factory: NsFactory) -> None:
     tuning = {**TUNING, "dataDir": str(tmp_path / "tuning")}
     write(tmp_path / "net.d", "10-podnet.conflist",
-          bridge_conf(tmp_path, "podnet", "10.88.0.0/16", "cni-mgr0", tuning))
+          bridge_conf(tmp_path, "podnet", "10.88.0.0/16", "cni-mgr0", PORTMAP, tuning))
     write(tmp_path / "net.d", "20-second.conflist", ptp_conf(tmp_path))
     baseline = node_links(node)
-    pods = [pod(netns_factory, i, networks=(PodNetwork(), PodNetwork("second")))
+    pods = [pod(netns_factory, i, networks=(PodNetwork(), PodNetwork("second")),
+                options=NetworkOptions().with_port_mappings(PortMapping(20000 + i, 80)))
             for i in range(50)]
     with manager(tmp_path) as cni:
         cni.status()
@@ -156,6 +161,10 @@ def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
         assert len(seen_ips) == 50
         assert ping(pods[0].netns, "10.88.0.1") and \
             ping(pods[0].netns, results[1].interfaces["eth0"].ips[0].address.split("/")[0])
+        # a pod's port mapping reaches it: localhost:hostPort on the node -> pod 7 port 80
+        pod7 = results[7].interfaces["eth0"].ips[0].address.split("/")[0]
+        with pf.tcp_servers(pods[7].netns, 80):
+            assert pf.tcp_get(node, "127.0.0.1", 20007).endswith(f"to {pod7}")
 
         def teardown(p: PodSandbox) -> None:
             with netns.entered(node):
@@ -165,6 +174,7 @@ def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
             list(pool.map(teardown, pods))
     assert_clean(tmp_path, node, baseline)
     assert not list((tmp_path / "tuning").glob("*.json"))  # tuning restored and forgot
+    assert not [r for r in pf.iptables_rules(node, 4) if "CNI-DN-" in r]  # portmap rules gone
 
 
 def test_failing_second_network_rolls_back_the_first(tmp_path: Path, node: str,
