@@ -177,8 +177,10 @@ def test_fifty_pods_eight_at_a_time_two_networks(tmp_path: Path, node: str,
     assert not [r for r in pf.iptables_rules(node, 4) if "CNI-DN-" in r]  # portmap rules gone
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 def test_failing_second_network_rolls_back_the_first(tmp_path: Path, node: str,
-                                                     netns_factory: NsFactory) -> None:
+                                                     netns_factory: NsFactory,
+                                                     parallel: bool) -> None:
     write(tmp_path / "net.d", "10-podnet.conflist", bridge_conf(tmp_path))
     broken = ptp_conf(tmp_path)
     broken["plugins"][0]["ipam"]["ranges"] = [[{"subnet": "10.99.0.0/30",
@@ -186,9 +188,10 @@ def test_failing_second_network_rolls_back_the_first(tmp_path: Path, node: str,
                                                 "rangeEnd": "10.99.0.2"}]]
     write(tmp_path / "net.d", "20-second.conflist", broken)
     baseline = node_links(node)
-    with manager(tmp_path) as cni:
+    with manager(tmp_path, parallel=parallel) as cni:
         first = pod(netns_factory, 1, networks=(PodNetwork(), PodNetwork("second")))
-        cni.setup(first)  # takes the only address of "second"
+        attached = cni.setup(first)  # takes the only address of "second"
+        assert set(attached.interfaces) == {"lo", "eth0", "eth1"}
         other = pod(netns_factory, 2, networks=(PodNetwork(), PodNetwork("second")))
         with pytest.raises(PluginError) as info:
             cni.setup(other)
