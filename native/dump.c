@@ -192,39 +192,57 @@ struct link_ctx {
     struct vec master;           /* parallel: master ifindex (int) per link */
 };
 
-/* The mode of a macvlan/ipvlan and the ID of a vlan, from IFLA_INFO_DATA. */
+/* What a link kind reports in its IFLA_INFO_DATA that CHECK compares: one row per
+ * kind (its nested attribute, that attribute's width, and where it goes). A new kind
+ * is a new row. */
+enum kind_field { KF_MODE, KF_VLAN_ID, KF_TABLE };
+
+static const struct {
+    const char *kind;
+    int maxtype;
+    int type;
+    int width;          /* 2 or 4 bytes */
+    enum kind_field field;
+} KIND_DATA[] = {
+    {"macvlan", IFLA_MACVLAN_MAX, IFLA_MACVLAN_MODE, 4, KF_MODE},
+    {"ipvlan", IFLA_IPVLAN_MAX, IFLA_IPVLAN_MODE, 2, KF_MODE},
+    {"vlan", IFLA_VLAN_MAX, IFLA_VLAN_ID, 2, KF_VLAN_ID},
+    {"vrf", IFLA_VRF_MAX, IFLA_VRF_TABLE, 4, KF_TABLE},
+};
+
+#define KIND_DATA_MAXTYPE 32  /* at least every maxtype of KIND_DATA */
+_Static_assert(IFLA_MACVLAN_MAX <= KIND_DATA_MAXTYPE && IFLA_IPVLAN_MAX <= KIND_DATA_MAXTYPE &&
+               IFLA_VLAN_MAX <= KIND_DATA_MAXTYPE && IFLA_VRF_MAX <= KIND_DATA_MAXTYPE,
+               "KIND_DATA_MAXTYPE too small");
+
 static void link_kind_data(struct cn_link *l, const struct nlattr *data)
 {
     if (data == NULL)
         return;
-    if (strcmp(l->kind, "macvlan") == 0) {
-        struct nlattr *mv[IFLA_MACVLAN_MAX + 1];
-        cn_parse_nested(mv, IFLA_MACVLAN_MAX, data);
-        if (mv[IFLA_MACVLAN_MODE]) {
+    for (size_t k = 0; k < sizeof KIND_DATA / sizeof KIND_DATA[0]; k++) {
+        if (strcmp(l->kind, KIND_DATA[k].kind) != 0)
+            continue;
+        struct nlattr *tb[KIND_DATA_MAXTYPE + 1];
+        cn_parse_nested(tb, KIND_DATA[k].maxtype, data);
+        const struct nlattr *a = tb[KIND_DATA[k].type];
+        if (a == NULL)
+            return;
+        unsigned int value = KIND_DATA[k].width == 2 ? nla_u16(a) : nla_u32(a);
+        switch (KIND_DATA[k].field) {
+        case KF_MODE:
             l->has_mode = 1;
-            l->mode = nla_u32(mv[IFLA_MACVLAN_MODE]);
-        }
-    } else if (strcmp(l->kind, "ipvlan") == 0) {
-        struct nlattr *iv[IFLA_IPVLAN_MAX + 1];
-        cn_parse_nested(iv, IFLA_IPVLAN_MAX, data);
-        if (iv[IFLA_IPVLAN_MODE]) {
-            l->has_mode = 1;
-            l->mode = nla_u16(iv[IFLA_IPVLAN_MODE]);
-        }
-    } else if (strcmp(l->kind, "vrf") == 0) {
-        struct nlattr *vr[IFLA_VRF_MAX + 1];
-        cn_parse_nested(vr, IFLA_VRF_MAX, data);
-        if (vr[IFLA_VRF_TABLE]) {
-            l->has_table = 1;
-            l->table = nla_u32(vr[IFLA_VRF_TABLE]);
-        }
-    } else if (strcmp(l->kind, "vlan") == 0) {
-        struct nlattr *vl[IFLA_VLAN_MAX + 1];
-        cn_parse_nested(vl, IFLA_VLAN_MAX, data);
-        if (vl[IFLA_VLAN_ID]) {
+            l->mode = value;
+            break;
+        case KF_VLAN_ID:
             l->has_vlan_id = 1;
-            l->vlan_id = nla_u16(vl[IFLA_VLAN_ID]);
+            l->vlan_id = value;
+            break;
+        case KF_TABLE:
+            l->has_table = 1;
+            l->table = value;
+            break;
         }
+        return;
     }
 }
 
