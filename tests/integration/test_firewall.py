@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from corecni.spec.errors import CNIError
-from corecni.testing import ns_name, ping
+from corecni.testing import ns_name, ping, plugin_request, run_in_process
 from tests.integration import _portfwd as pf
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_netns_guard")]
@@ -140,3 +140,24 @@ def test_missing_prev_result_is_code_7(plugin: str, command: str, netns_factory:
     assert not [r for r in pf.iptables_rules(node, 4) + pf.iptables_rules(node, 4, "filter")
                 if r.startswith("-A")]
     assert pf.nft_text(node).strip() == ""
+
+
+def test_iptables_repeated_add_then_del_leaves_nothing(netns_factory: Any,
+                                                       tmp_path: Path) -> None:
+    """A repeated ADD (a runtime retrying) takes the no-read path and may hold an
+    address's rules twice; DEL removes every copy."""
+    node, ctr = netns_factory("node"), netns_factory("ctr")
+    chain = pf.Chain(pf.make_runtime("in-process", tmp_path), node, pf.chain_conf(tmp_path))
+    result = chain.add(ctr, "c1")
+    for _ in range(2):
+        again = run_in_process(plugin_request({"type": "firewall", "name": "pfnet",
+                                               "backend": "iptables"}, container_id="c1",
+                                              netns=ctr, prev_result=result, net=None),
+                               "corecni_contrib.firewall", node=node)
+        assert again.error is None, again.error
+    v4, v6 = _ips(result)
+    assert pf.iptables_rules(node, 4, "filter").count(f"-A CNI-FORWARD -s {v4}/32 -j ACCEPT") >= 1
+    chain.check(ctr, "c1")
+    chain.delete(ctr, "c1")
+    for family, ip in ((4, v4), (6, v6)):
+        assert not [r for r in pf.iptables_rules(node, family, "filter") if ip in r]

@@ -240,3 +240,11 @@ def test_iptables_fast_paths_fail_whole_when_assumptions_break() -> None:
     assert fast[-2].startswith("-A CNI-HOSTPORT-DNAT") and fast[-1] == "COMMIT"
     assert pm_iptables.render_del_fast(conf, 4).splitlines()[1].startswith(
         "-D CNI-HOSTPORT-DNAT -p tcp")
+
+
+def test_firewall_fast_add_guards_on_the_admin_jump() -> None:
+    ips = [ipaddress.ip_address("10.88.0.5")]
+    lines = fw_iptables.render_add_fast(ips, "CNI-ADMIN").splitlines()
+    assert lines[1] == "-D" + fw_iptables.admin_jump("CNI-ADMIN")[2:]
+    assert lines[2].startswith("-I CNI-FORWARD 1 -m comment")
+    assert lines[3:5] == fw_iptables.address_rules(ips[0]) and lines[-1] == "COMMIT"

@@ -11,7 +11,10 @@
 and for ``ingressPolicy`` ``same-bridge`` (``isolated`` as in Go's master) the
 ``CNI-ISOLATION-STAGE-1/2`` chains, jumped to from the top of FORWARD. Rules are
 rendered as ``iptables-save`` prints them, so one read tells what exists and a
-single ``--noflush`` write adds only what is missing (Go: ``InsertUnique``).
+single ``--noflush`` write adds only what is missing (Go: ``InsertUnique``). A
+new container on a set-up node with the ``open`` policy skips the read (see
+``render_add_fast``); a repeated ADD may then hold an address's rules twice, and
+DEL deletes copies until none is left.
 Go's DEL removes the per-address rules only, keyed by address; so does this one,
 so either implementation's DEL cleans the other's ADD.
 """
@@ -29,6 +32,7 @@ FORWARD_JUMP = f'-A FORWARD -m comment --comment "CNI firewall plugin rules" -j 
 POLICY_COMMENT = '-m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)"'
 ISOLATED_COMMENT = '-m comment --comment "CNI firewall plugin rules (ingressPolicy: isolated)"'
 LOCK = "firewall-iptables"
+_MAX_COPIES = 4
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -106,9 +110,27 @@ def _by_family(ips: list[Address]) -> dict[int, list[Address]]:
     return out
 
 
+def render_add_fast(ips: list[Address], admin: str) -> str:
+    """The no-read ADD on a node whose chains exist: the admin jump is deleted and put
+    back first (``-D`` fails the whole transaction when the chain or the jump is
+    missing, and the caller reads instead), then the address rules are appended."""
+    jump = admin_jump(admin)
+    return "\n".join(["*filter", "-D" + jump[2:], _insert(jump),
+                      *(rule for ip in ips for rule in address_rules(ip)), "COMMIT"]) + "\n"
+
+
 def add(ips: list[Address], admin: str, bridge: str | None, isolated: bool) -> None:
+    """Per family: one ``*-restore`` without a read for an ``open`` policy on a set-up
+    node (so the cost does not grow with the node's rules); otherwise, or when that
+    fails, one ``*-save`` read and one ``*-restore`` of what is missing."""
     for family, mine in sorted(_by_family(ips).items()):
         what = f"firewall: open IPv{family} forwarding"
+        if bridge is None:
+            try:
+                iptables_restore(family, render_add_fast(mine, admin))
+                continue
+            except CNIError:
+                pass
         with netfilter_lock(LOCK):
             script = render_add(iptables_save(family, "filter", what), mine, admin, bridge,
                                 isolated)
@@ -122,16 +144,20 @@ def remove(ips: list[Address]) -> None:
     for family, mine in sorted(_by_family(ips).items()):
         what = f"firewall: remove IPv{family} rules"
         rules = [rule for ip in mine for rule in address_rules(ip)]
-        try:
-            iptables_restore(family, "\n".join(["*filter", *("-D" + r[2:] for r in rules),
-                                                "COMMIT"]) + "\n")
+        script = "\n".join(["*filter", *("-D" + r[2:] for r in rules), "COMMIT"]) + "\n"
+        removed = 0
+        for _ in range(_MAX_COPIES):  # an ADD without a read may have doubled them
+            try:
+                iptables_restore(family, script)
+            except CNIError:
+                break
+            removed += 1
+        if removed:
             continue
-        except CNIError:
-            pass
         with netfilter_lock(LOCK):
-            script = render_del(iptables_save(family, "filter", what), mine)
-            if script is not None:
-                iptables_restore(family, script, what)
+            partial = render_del(iptables_save(family, "filter", what), mine)
+            if partial is not None:
+                iptables_restore(family, partial, what)
 
 
 def check(ips: list[Address], admin: str) -> None:
