@@ -194,6 +194,13 @@ def test_daemon_sigkilled_mid_run(tmp_path: Path, bindir: str, node_netns: str,
     dels = parallel(lambda i: rt.call("bridge", "DEL", conf, f"c{i}", containers[i]), N)
     assert all(out.returncode == 0 for out in dels), [o for o in dels if o.returncode]
     assert_clean(node_netns, containers, tmp_path)
-    print(f"\n{N} ADDs: {len(ok)} ok, {len(failed)} in flight at the kill (error 11), "
+    reasons: dict[str, int] = {}
+    for i in failed:
+        out = outcomes[i]
+        if out is not None:
+            why = json.loads(out.stdout).get("details", "")
+            reasons[why] = reasons.get(why, 0) + 1
+    print(f"\n{N} ADDs: {len(ok)} ok, {len(failed)} reached the dying daemon "
+          f"(error 11: {reasons}), "
           f"{fell_back} fell back to the launcher, {served_later} calls reached the "
           "restarted daemon")
