@@ -349,3 +349,15 @@ def test_a_daemon_whose_socket_was_removed_leaves(daemon: DaemonProc) -> None:
     os.unlink(daemon.socket)
     assert daemon.proc.wait(60) == 0
     assert daemon.records("socket-replaced")
+
+
+def test_status_command_reports_health(daemon: DaemonProc, tmp_path: Path) -> None:
+    status = [sys.executable, "-m", "corecni.cli", "daemon", "--status", "--socket"]
+    out = subprocess.run([*status, daemon.socket], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    health = json.loads(out.stdout)
+    assert health["ready"] and health["pid"] == daemon.pid and health["stuck"] == 0
+    none = subprocess.run([*status, str(tmp_path / "none.sock")], capture_output=True,
+                          text=True, check=False)
+    assert none.returncode == 1 and "not answering" in none.stderr
