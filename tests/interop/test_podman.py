@@ -29,8 +29,10 @@ from typing import Any
 
 import pytest
 
+from corecni import daemon_wire as wire
 from corecni import launcher
 from corecni.testing import ns_name
+from tests._daemon import running_daemon
 
 pytestmark = [pytest.mark.interop, pytest.mark.root,
               pytest.mark.usefixtures("root_netns_guard")]
@@ -45,12 +47,12 @@ def _ours() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group="corecni.plugins")}
 
 
-def plugin_dir(bindir: Path) -> dict[str, str]:
-    """corecni's launchers for every type of the chain it has; what it lacks (tuning,
-    until corecni's lands) from Go. Returns type -> "corecni" | "go"."""
+def plugin_dir(bindir: Path, shim: str | None = None) -> dict[str, str]:
+    """corecni's launchers (or shims, with ``shim``) for every type of the chain it has;
+    what it lacks from Go. Returns type -> "corecni" | "go"."""
     ours = _ours()
     launcher.install(str(bindir), [launcher.LauncherSpec(t, ours[t]) for t in CHAIN
-                                   if t in ours])
+                                   if t in ours], shim=shim)
     origin = {}
     for plugin_type in CHAIN:
         if plugin_type not in ours:
@@ -59,10 +61,10 @@ def plugin_dir(bindir: Path) -> dict[str, str]:
     return origin
 
 
-def write_setup(tmp: Path) -> tuple[dict[str, str], Path]:
+def write_setup(tmp: Path, shim: str | None = None) -> tuple[dict[str, str], Path]:
     bindir, confdir = tmp / "cni-bin", tmp / "cni-conf"
     confdir.mkdir()
-    origin = plugin_dir(bindir)
+    origin = plugin_dir(bindir, shim)
     (tmp / "containers.conf").write_text(textwrap.dedent(f"""\
         [engine]
         cgroup_manager = "cgroupfs"
@@ -129,9 +131,19 @@ echo "bridge-ports $(ip -o link show master {bridge} | wc -l)"
 
 @pytest.mark.skipif(PODMAN is None or RUNC is None or not os.path.exists(BUSYBOX),
                     reason="podman, runc or busybox-static not installed (make deps)")
-def test_podman_network_on_corecni(netns_factory: Any, tmp_path: Path,
+@pytest.mark.parametrize("mode", ["launcher", "shim"])
+def test_podman_network_on_corecni(netns_factory: Any, tmp_path: Path, mode: str,
                                    request: pytest.FixtureRequest) -> None:
-    origin, _ = write_setup(tmp_path)
+    """With ``shim``: corecni's shims served by a running ``corecni daemon`` (podman's
+    namespaces live on a tmpfs only its mount namespace sees: the shim passes them as
+    descriptors)."""
+    shim = launcher.shim_binary() if mode == "shim" else None
+    if mode == "shim":
+        assert shim is not None, "corecni's shim is not built (make venv builds it)"
+        daemon = running_daemon(tmp_path / "daemon")
+        proc_daemon = daemon.__enter__()
+        request.addfinalizer(lambda: daemon.__exit__(None, None, None))
+    origin, _ = write_setup(tmp_path, shim)
     node = netns_factory("podman")
     root_nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
                               text=True, check=False).stdout
@@ -140,6 +152,7 @@ def test_podman_network_on_corecni(netns_factory: Any, tmp_path: Path,
     request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
     env = {**os.environ, "T": str(tmp_path), "S": short,
            "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
+           **({wire.SOCKET_ENV: proc_daemon.socket} if mode == "shim" else {}),
            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     proc = subprocess.run(["nsenter", f"--net=/run/netns/{ns_name(node)}", "unshare", "-m",
                            "--propagation", "private", "sh", "-c", script], env=env,
@@ -158,6 +171,10 @@ def test_podman_network_on_corecni(netns_factory: Any, tmp_path: Path,
             if f.name[0].isdigit()] == []  # no IP held
     assert {t for t, o in origin.items() if o == "corecni"} >= {"bridge", "host-local",
                                                                "portmap", "firewall"}
+    if mode == "shim":  # the calls were the daemon's, none fell back
+        calls = proc_daemon.records()
+        assert {c["type"] for c in calls} >= {"bridge", "portmap", "firewall"}, calls
+        assert all(c["code"] == 0 for c in calls), calls
     # the machine's own namespace saw none of it
     assert subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
                           check=False).stdout.count("CNI-") == root_nat.count("CNI-")
