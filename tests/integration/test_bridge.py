@@ -198,6 +198,21 @@ def test_check_detects_drift(cni: NodeCni, container_netns: str, tmp_path: Path)
     cni.delete(cfg, ctr, "c0")
 
 
+def test_bridge_mac_is_set_at_creation(cni: NodeCni, netns_factory: NsFactory,
+                                       tmp_path: Path) -> None:
+    """Born with a set MAC (addr_assign_type 3), the bridge never takes a port's MAC, so
+    concurrent ADDs all report the MAC it keeps and CHECK agrees (a race before)."""
+    cfg = conf(tmp_path, isGateway=False, ipMasq=False)
+    first = cni.add(cfg, netns_factory("ctr"), "c0")
+    cni.add(cfg, netns_factory("ctr"), "c1")
+    assign = subprocess.run(["ip", "netns", "exec", ns_name(cni.node), "cat",
+                             f"/sys/class/net/{BRIDGE}/addr_assign_type"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert assign == "3"  # NET_ADDR_SET
+    mac = link_info(cni.node, BRIDGE)["address"]
+    assert first["interfaces"][0]["mac"] == mac
+
+
 # --- errors: each leaves nothing behind ------------------------------------------------
 
 def test_bridge_name_taken_by_non_bridge(bare_cni: NodeCni, container_netns: str,
