@@ -73,3 +73,12 @@ def node(node_netns: str) -> str:
     ip(node_netns, "link", "set", "phys0", "up")
     ip(node_netns, "link", "set", "phys0p", "up")
     return node_netns
+
+
+@pytest.fixture(autouse=True)
+def integration_safety_guards(root_netns_guard: None) -> None:
+    """Every integration module, whether it opts in or not, runs under the guards of
+    ``corecni.testing``'s ``root_netns_guard``: the machine's own namespace (links, nft
+    tables, forwarding) reads the same after each test as before, and the thread ends
+    in the namespace it started in. An integration test acts as root; a slip would
+    otherwise reach the machine, or leave every later test running in the wrong place."""
