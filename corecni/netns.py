@@ -119,3 +119,14 @@ def current_inode() -> int:
 
 def inode(path: str) -> int:
     return os.stat(path).st_ino
+
+
+def is_own_netns(path: str) -> bool:
+    """True when ``path`` is the calling thread's own network namespace (Go's
+    ``ns.CheckNetNS``); a path that cannot be read is not (callers judge it)."""
+    try:
+        target = os.stat(path)
+        own = os.stat(f"/proc/self/task/{_gettid()}/ns/net")
+    except (OSError, ValueError):
+        return False
+    return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)

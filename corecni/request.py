@@ -70,8 +70,10 @@ class EnvVar:
     """One CNI_* variable: the ``Request`` field it fills and when it is required.
 
     ``validate`` runs only for the commands in ``validate_for`` and only on a
-    non-empty value; ``parse`` turns the text into the field's value and
-    ``format`` back (for an exec'd plugin's environment).
+    non-empty value; a ``probe`` validator looks at the system (the netns) and runs
+    after every plain one, so a bad CNI_IFNAME is refused before any path is touched.
+    ``parse`` turns the text into the field's value and ``format`` back (for an
+    exec'd plugin's environment).
     """
 
     name: str
@@ -81,6 +83,7 @@ class EnvVar:
     validate_for: frozenset[str] = frozenset(COMMANDS)
     parse: Callable[[str], Any] = str
     format: Callable[[Any], str] = str
+    probe: bool = False
 
 
 def validate_netns_path(path: str) -> str:
@@ -116,18 +119,43 @@ def netns_gone(path: str) -> bool:
     return False
 
 
+def _lenient_args(text: str) -> tuple[tuple[str, str], ...]:
+    return parse_cni_args(text, strict=False)
+
+
 #: The CNI_* variables (SPEC 1.1.0 "Parameters"), in the order Go's skel checks them.
 ENV: tuple[EnvVar, ...] = (
     EnvVar("CNI_COMMAND", "command", frozenset(COMMANDS)),
     EnvVar("CNI_CONTAINERID", "container_id", _ATTACH, validate_container_id),
     EnvVar("CNI_NETNS", "netns", frozenset({"ADD", "CHECK"}), validate_netns_path,
-           validate_for=frozenset({"ADD", "CHECK"})),
+           validate_for=frozenset({"ADD", "CHECK"}), probe=True),
     EnvVar("CNI_IFNAME", "ifname", _ATTACH, validate_ifname),
-    EnvVar("CNI_ARGS", "args", frozenset(), parse_cni_args, parse=parse_cni_args,
-           format=format_cni_args),
+    # never refused here (Go's skel passes it through): plugins read the keys they ask for
+    EnvVar("CNI_ARGS", "args", frozenset(), parse=_lenient_args, format=format_cni_args),
     EnvVar("CNI_PATH", "path", frozenset({"ADD", "DEL", "CHECK", "GC", "STATUS"}),
            parse=_split_path, format=os.pathsep.join),
 )
+
+
+#: Go's CNI_NETNS_OVERRIDE: "1"/"true" lets a plugin serve its own namespace
+NETNS_OVERRIDE = "CNI_NETNS_OVERRIDE"
+
+
+def refuse_own_netns(command: str, netns: str, environ: Mapping[str, str]) -> None:
+    """Go's skel (libcni >= 1.2): on ADD, DEL and CHECK, CNI_NETNS naming the plugin's
+    own namespace is refused (the plugin would configure - on DEL tear down - the
+    node's own interfaces) unless CNI_NETNS_OVERRIDE is "1" or "true". Go answers
+    with its ErrInvalidNetNS (8), a code SPEC 1.1.0 does not define; this is the
+    spec's code for a bad variable, 4, with Go's message."""
+    from corecni.netns import is_own_netns
+
+    if command not in _ATTACH or not netns:
+        return
+    if environ.get(NETNS_OVERRIDE, "").upper() in ("1", "TRUE"):
+        return
+    if is_own_netns(netns):
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
+                       "plugin's netns and netns from CNI_NETNS should not be the same", netns)
 
 
 def read_env(command: str, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -140,13 +168,11 @@ def read_env(command: str, environ: Mapping[str, str]) -> dict[str, Any]:
     if missing:
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
                        f"required env variables [{','.join(missing)}] missing")
-    fields: dict[str, Any] = {}
-    for var in ENV:
+    for var in sorted(ENV, key=lambda v: v.probe):  # stable: table order within each pass
         text = environ.get(var.name, "")
         if var.validate is not None and text and command in var.validate_for:
             var.validate(text)
-        fields[var.field] = var.parse(text)
-    return fields
+    return {var.field: var.parse(environ.get(var.name, "")) for var in ENV}
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ from corecni.spec.config import (
     NetworkConfigList,
     PluginConfig,
     RuntimeConf,
+    validate_attachment,
     validate_container_id,
     validate_ifname,
     validate_network_name,
@@ -77,6 +78,7 @@ class CNIRuntime:
         validate_container_id(rt.container_id)
         validate_network_name(net.name)
         validate_ifname(rt.ifname)
+        validate_attachment(net.name, rt.container_id, rt.ifname)  # the cache file name fits
         if needs_netns:
             if not rt.netns:
                 raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "missing network namespace path")

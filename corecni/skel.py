@@ -17,6 +17,7 @@ subprocess/registry until a plugin actually delegates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -26,9 +27,11 @@ from typing import IO, Any
 import attrs
 
 from corecni.plugin import LoadedPlugin, as_cni_error, load_plugin
-from corecni.request import COMMANDS, Delegate, Request, read_env
+from corecni.request import COMMANDS, Delegate, Request, read_env, refuse_own_netns
 from corecni.spec.config import (
     PluginConfig,
+    is_utf8,
+    parse_json,
     parse_json_object,
     validate_network_name,
 )
@@ -37,13 +40,25 @@ from corecni.spec.result import Result
 from corecni.spec.version import CURRENT
 
 
-def build_request(command: str, values: Mapping[str, Any], stdin: bytes) -> Request:
-    """Turn the env's Request fields (``read_env``) + stdin into the Request every hook
-    receives."""
-    config = PluginConfig.from_dict(parse_json_object(stdin, "network config"),
-                                    where="network config")
-    if command != "STATUS" or config.name:
-        validate_network_name(config.name)
+def read_config(command: str, stdin: bytes) -> dict[str, Any]:
+    """Go's ``validateConfig``: stdin is a JSON object with a valid network name (STATUS
+    may omit it)."""
+    obj = parse_json_object(stdin, "network config")
+    name = obj.get("name", "")
+    if command != "STATUS" or name:
+        if not isinstance(name, str):
+            raise CNIError(ErrorCode.DECODING_FAILURE, "error unmarshall network config",
+                           f"'name' must be a string, not {type(name).__name__}")
+        validate_network_name(name)
+    return obj
+
+
+def build_request(command: str, values: Mapping[str, Any],
+                  stdin: bytes | Mapping[str, Any]) -> Request:
+    """Turn the env's Request fields (``read_env``) + stdin (or the object
+    ``read_config`` made of it) into the Request every hook receives."""
+    obj = read_config(command, stdin) if isinstance(stdin, bytes) else stdin
+    config = PluginConfig.from_dict(obj, where="network config")
     if not config.cni_version:
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "missing cniVersion in network config")
     fields = {k: v for k, v in values.items() if k != "command"}
@@ -71,11 +86,109 @@ class _LazyDelegate:
 
 
 def _config_version(stdin: bytes) -> str:
+    """The cniVersion an error JSON claims: the config's when stdin has a usable one,
+    even when stdin as a whole is refused (too deep, a bad byte further on).
+    Must never raise (it runs while an error is being reported)."""
     try:
-        version = json.loads(stdin).get("cniVersion")
-    except (ValueError, AttributeError):
+        try:
+            obj = parse_json(stdin, "network config")
+            version = obj.get("cniVersion") if isinstance(obj, dict) else None
+        except CNIError:
+            version = _peek_top_level_string(stdin.decode("utf-8", "replace"), "cniVersion")
+    except Exception:
         return CURRENT
-    return version if isinstance(version, str) and version else CURRENT
+    return version if isinstance(version, str) and version and is_utf8(version) else CURRENT
+
+
+def _peek_top_level_string(text: str, key: str) -> str | None:
+    """The string value of ``key`` in the top-level object of ``text``, read without
+    parsing the rest (which may be malformed or nested beyond any parser)."""
+    decoder = json.JSONDecoder()
+    depth, index, end = 0, 0, len(text)
+    while index < end:
+        char = text[index]
+        if char == '"':
+            try:
+                string, after = decoder.raw_decode(text, index)
+            except ValueError:
+                return None
+            if depth == 1:
+                rest = text[after:].lstrip()
+                if string == key and rest.startswith(":"):
+                    value_at = end - len(rest[1:].lstrip())
+                    try:
+                        value, _ = decoder.raw_decode(text, value_at)
+                    except ValueError:
+                        return None
+                    return value if isinstance(value, str) else None
+            index = after
+            continue
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        index += 1
+    return None
+
+
+def _read_stdin(read: Callable[[], bytes]) -> bytes:
+    try:
+        return read()
+    except (OSError, ValueError) as exc:
+        raise CNIError(ErrorCode.IO_FAILURE, f"error reading from stdin: {exc}") from None
+
+
+def _about(plugin_type: str, load: Callable[[], LoadedPlugin], err: IO[str]) -> None:
+    """A blank CNI_COMMAND (a person running the binary): Go's skel prints the about
+    text and the supported versions on stderr and exits 0."""
+    from corecni import __version__
+
+    print(f"CNI plugin {plugin_type} (corecni {__version__})", file=err)
+    try:
+        supported = ", ".join(load().supported_versions())
+    except CNIError as exc:
+        print(f"(the plugin does not load: {exc})", file=err)
+        return
+    print(f"CNI protocol versions supported: {supported}", file=err)
+
+
+def _go_version(version: str) -> tuple[int, int, int]:
+    """Go's ``version.ParseVersion``: "1", "1.2" and "1.2.3"; anything else is code 6."""
+    parts = version.split(".")
+    if len(parts) >= 4:
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"invalid version {version!r}: too many parts")
+    numbers = [0, 0, 0]
+    for index, (part, label) in enumerate(zip(parts, ("major", "minor", "micro"), strict=False)):
+        if not (part.isascii() and part.lstrip("+-").isdigit()):
+            raise CNIError(ErrorCode.DECODING_FAILURE,
+                           f"failed to convert {label} version part {part!r}",
+                           f"invalid version {version!r}")
+        numbers[index] = int(part)
+    return numbers[0], numbers[1], numbers[2]
+
+
+#: the first spec version that has each command (Go's skel refuses earlier configs)
+_SINCE = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
+
+
+def check_version(command: str, config_version: str, supported: Sequence[str]) -> None:
+    """Go's skel, word for word: CHECK/GC/STATUS need a config version that has the
+    command (else 1 "config version does not allow X") and a plugin version at least
+    the config's (else 1 "plugin version does not allow X"); an unparseable version is
+    6; then the config version must be one the plugin supports (1 "incompatible CNI
+    versions", Go's details)."""
+    since = _SINCE.get(command)
+    if since is not None:
+        if _go_version(config_version) < _go_version(since):
+            raise CNIError(ErrorCode.INCOMPATIBLE_VERSION,
+                           f"config version does not allow {command}")
+        if not any(_go_version(v) >= _go_version(config_version) for v in supported):
+            raise CNIError(ErrorCode.INCOMPATIBLE_VERSION,
+                           f"plugin version does not allow {command}")
+    if config_version not in supported:
+        quoted = " ".join(json.dumps(v) for v in supported)
+        raise CNIError(ErrorCode.INCOMPATIBLE_VERSION, "incompatible CNI versions",
+                       f"config is {json.dumps(config_version)}, plugin supports [{quoted}]")
 
 
 @attrs.frozen
@@ -94,42 +207,60 @@ def serve(plugin_type: str, load: Callable[[], LoadedPlugin], env: Mapping[str, 
     """Serve one CNI call: the plugin side's one run path, shared by ``run`` (an exec'd
     launcher) and ``corecni daemon`` (a call forwarded by the native shim).
 
-    Builds the Request from ``env`` (the CNI_* table) and the config ``read_stdin``
-    returns, runs it through ``LoadedPlugin.run``, and is the one place where an
-    exception becomes error JSON. Nothing is written to stdout here: the caller
-    decides where the text goes (and guards ``sys.stdout`` if it must). ``delegate``
-    serves the plugin's own delegations (default: a CNI_PATH-only invoker built on
-    first use; the daemon passes one that keeps its loaded plugins).
+    Go's skel order: the CNI_* variables (missing ones, then each value, the netns
+    probe last, then the plugin's own namespace refused), the config (JSON, network
+    name), the command, the versions, the hook. Stdin is read first of all (never for
+    VERSION), so every error JSON - whatever the input, however malformed - claims the
+    config's cniVersion. This is the one place where an exception becomes error JSON,
+    and it always does. Nothing is written to stdout here: the caller decides where the
+    text goes (and guards ``sys.stdout`` if it must).
+    ``delegate`` serves the plugin's own delegations (default: a CNI_PATH-only
+    invoker built on first use; the daemon passes one that keeps its loaded plugins).
     """
     data = b""
     command = env.get("CNI_COMMAND", "")
     try:
         if not command:
-            print(f"CNI plugin {plugin_type} (corecni); CNI_COMMAND selects what to do",
-                  file=err)
-            raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
-                           "required env variables [CNI_COMMAND] missing")
-        if command not in COMMANDS:
-            raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
+            _about(plugin_type, load, err)
+            return Reply(0, "")
         if command == "VERSION":
             return Reply(0, json.dumps(load().version_info().to_dict()) + "\n")
+        data = _read_stdin(read_stdin)
         values = read_env(command, env)
-        data = read_stdin()
-        request = build_request(command, values, data)
+        refuse_own_netns(command, values["netns"], env)
+        obj = read_config(command, data)
+        if command not in COMMANDS:
+            raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
         plugin = load()
+        version = obj.get("cniVersion")
+        if isinstance(version, str) and version:  # missing: code 7 from build_request
+            check_version(command, version, plugin.supported_versions())
+        request = build_request(command, values, obj)
         result = plugin.run(attrs.evolve(
             request, delegate=delegate or _LazyDelegate(tuple(observers))))
         return Reply(0, json.dumps(result.to_dict()) + "\n" if result is not None else "")
     except BaseException as exc:
+        return _report(exc, plugin_type, data, err)
+
+
+def _report(exc: BaseException, plugin_type: str, data: bytes, err: IO[str]) -> Reply:
+    """The error JSON (always: whatever failed, and however) and a line on stderr."""
+    try:
         error = as_cni_error(exc) if isinstance(exc, Exception) else \
             CNIError(ErrorCode.INTERNAL, f"plugin interrupted: {type(exc).__name__}")
+        if isinstance(exc, RecursionError):
+            error = CNIError(ErrorCode.INTERNAL, "input nested too deeply to process",
+                             "RecursionError")
+    except BaseException:
+        error = CNIError(ErrorCode.INTERNAL, "plugin failed", type(exc).__name__)
+    with contextlib.suppress(Exception):
         if os.environ.get("CORECNI_DEBUG") and not isinstance(exc, CNIError):
             import traceback
 
             traceback.print_exception(exc, file=err)
         print(f"{plugin_type}: {error}", file=err)
-        version = _config_version(data) if data else CURRENT
-        return Reply(1, json.dumps(error.to_dict(version)) + "\n", error)
+    version = _config_version(data) if data else CURRENT
+    return Reply(1, json.dumps(error.to_dict(version)) + "\n", error)
 
 
 def run(plugin_type: str, target: str | object, observers: Sequence[str | object] = (), *,
@@ -147,5 +278,6 @@ def run(plugin_type: str, target: str | object, observers: Sequence[str | object
     finally:
         sys.stdout = real_stdout
     out.write(reply.stdout)
-    out.flush()
+    with contextlib.suppress(Exception):
+        out.flush()
     return reply.status

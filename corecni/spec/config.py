@@ -23,6 +23,10 @@ from corecni.spec.result import Result
 #: libcni's rule for container IDs and network names.
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")  # used with fullmatch
 IFNAMSIZ = 16
+NAME_MAX = 255  # one path component (the result cache's file name)
+#: how deep a JSON document may nest; Go's decoder allows 10000, Python's parser recurses
+#: and gives up near 1000: deeper input is a decoding failure, never a RecursionError
+MAX_JSON_DEPTH = 500
 
 
 def validate_network_name(name: str) -> str:
@@ -38,14 +42,38 @@ def validate_container_id(container_id: str) -> str:
         raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "missing containerID")
     if not NAME_RE.fullmatch(container_id):
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid characters in containerID",
-                       container_id)
+                       ascii(container_id) if not is_utf8(container_id) else container_id)
     return container_id
+
+
+def validate_attachment(network: str, container_id: str, ifname: str) -> None:
+    """The three together name libcni's cache file ``<network>-<containerID>-<ifname>``,
+    one path component: refuse up front (code 4) a container ID that makes it longer than
+    a file name may be, rather than fail at the cache write after the ADD did its work."""
+    length = len(f"{network}-{container_id}-{ifname}".encode("utf-8", "surrogateescape"))
+    if length > NAME_MAX:
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "containerID is too long",
+                       f"the result cache file <network>-<containerID>-<ifname> would be "
+                       f"{length} bytes, more than {NAME_MAX}")
+
+
+def is_utf8(text: str) -> bool:
+    """False for a str holding surrogates: a lone ``\\udXXX`` escape from JSON, or a
+    non-UTF-8 byte smuggled in by ``surrogateescape`` (``os.environ``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_ifname(ifname: str) -> str:
     """SPEC 1.1.0: 1-15 bytes, not ``.``/``..``, no ``/``, ``:`` or whitespace."""
     if not ifname:
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is empty")
+    if not is_utf8(ifname):
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is not valid UTF-8",
+                       ascii(ifname))
     if len(ifname.encode()) > IFNAMSIZ - 1:
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is too long",
                        f"{ifname!r}: interface name should be less than {IFNAMSIZ} characters")
@@ -67,11 +95,86 @@ def validate_plugin_type(plugin_type: str) -> str:
     return plugin_type
 
 
-def parse_json_object(data: bytes | str, what: str) -> dict[str, Any]:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Go refuses NaN/Infinity as JSON does
+
+
+def parse_json(data: bytes | str, what: str) -> Any:
+    """Strict JSON as Go's ``encoding/json`` reads it, for any input at all.
+
+    Refused as decoding failures (code 6): a UTF-8 BOM, UTF-16/32 (Python would guess
+    them from bytes), ``NaN``/``Infinity``, nesting beyond ``MAX_JSON_DEPTH`` (a
+    RecursionError otherwise). Non-UTF-8 bytes and lone ``\\ud800`` escapes become
+    code 7 naming the key (``require_utf8``): Go would silently turn them into U+FFFD.
+    """
+    if isinstance(data, bytes | bytearray):
+        if data.startswith(b"\xef\xbb\xbf"):
+            raise decoding_failure(f"error parsing {what}",
+                                   "invalid character (a UTF-8 byte order mark) at offset 0")
+        text = bytes(data).decode("utf-8", "surrogateescape")
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        raise decoding_failure(f"error parsing {what}",
+                               "invalid character (a byte order mark) at offset 0")
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise decoding_failure(f"error parsing {what}",
+                               f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise decoding_failure(f"error parsing {what}", str(exc)) from None
+        obj = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise decoding_failure(f"error parsing {what}", str(exc) or type(exc).__name__) from None
+    require_utf8(obj, what)
+    return obj
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of the JSON nesting depth (brackets inside strings count too,
+    which can only overestimate): cheap, and it never recurses."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def require_utf8(obj: Any, what: str) -> None:
+    """Code 7 naming the key when a key or string anywhere in ``obj`` is not UTF-8."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not is_utf8(value):
+                raise invalid_config(f"{what}: {path or 'value'} is not valid UTF-8",
+                                     ascii(value)[:200])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if not is_utf8(key):
+                    raise invalid_config(f"{what}: a key is not valid UTF-8",
+                                         ascii(where)[:200])
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def parse_json_object(data: bytes | str, what: str) -> dict[str, Any]:
+    obj = parse_json(data, what)
     if not isinstance(obj, dict):
         raise decoding_failure(f"error parsing {what}", "top level is not a JSON object")
     return obj
@@ -288,16 +391,28 @@ def _select_version(obj: Mapping[str, Any]) -> str:
     return max(entries, key=versions.parse)
 
 
-def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
-    """``CNI_ARGS`` is ``K1=V1;K2=V2``; an item without ``=`` is an error."""
+def parse_cni_args(text: str, *, strict: bool = True) -> tuple[tuple[str, str], ...]:
+    """``CNI_ARGS`` is ``K1=V1;K2=V2``.
+
+    ``strict`` (cnitool's rule, for what a user types): an item that is not exactly
+    ``K=V`` is code 4. Lenient (the plugin side, as Go's skel, which never fails on
+    CNI_ARGS): an item without ``=`` or with an empty key is skipped, and a value keeps
+    any further ``=``; a plugin refuses only a value it asks for (``Request.arg``).
+    """
     if not text:
         return ()
     pairs = []
     for item in text.split(";"):
-        parts = item.split("=")
-        if len(parts) != 2 or not parts[0]:  # cnitool's and skel's rule: exactly K=V
-            raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid CNI_ARGS pair", repr(item))
-        pairs.append((parts[0], parts[1]))
+        if strict:
+            parts = item.split("=")
+            if len(parts) != 2 or not parts[0]:
+                raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "invalid CNI_ARGS pair",
+                               repr(item))
+            pairs.append((parts[0], parts[1]))
+            continue
+        key, eq, value = item.partition("=")
+        if eq and key:
+            pairs.append((key, value))
     return tuple(pairs)
 
 

@@ -29,11 +29,12 @@ import pytest
 from corecni import netns
 from corecni.invoke import DEFAULT_TIMEOUT, Invoker, exec_plugin, exec_with_result
 from corecni.registry import Registry
-from corecni.request import Request
+from corecni.request import NETNS_OVERRIDE, Request
 from corecni.runtime import CNIRuntime
 from corecni.spec.config import NetworkConfigList, RuntimeConf
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
+from corecni.testing.fake_net import CTR
 from corecni.testing.plugins import install_launchers, plugin_target
 
 Mode = Literal["in-process", "exec", "path"]
@@ -103,6 +104,8 @@ def run_exec(binary: str, request: Request, *, node: str | None = None,
     """Exec ``binary`` for ``request`` as a runtime would (CNI_* variables from the
     request, its config on stdin), from ``node``'s namespace when given."""
     env = request.environ()
+    if request.netns == CTR:  # the test's own namespace stands in for a container's:
+        env[NETNS_OVERRIDE] = "1"  # an exec'd plugin refuses its own one otherwise (Go)
     stdin = request.config.to_bytes()
     try:
         with _in(node):

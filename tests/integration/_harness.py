@@ -109,7 +109,7 @@ def exec_plugin(binary: str, command: str, config: Mapping[str, Any], *, cid: st
     plugin's raw output, compared byte for byte with Go's)."""
     env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
            "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": ifname,
-           "CNI_PATH": os.path.dirname(binary)}
+           "CNI_PATH": os.path.dirname(binary), "CNI_NETNS_OVERRIDE": "1"}
     if cni_args:
         env["CNI_ARGS"] = cni_args
     proc = subprocess.run([binary], input=json.dumps(config).encode(), env=env,

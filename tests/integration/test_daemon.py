@@ -57,6 +57,7 @@ def shim(bindir: str, sock: str, command: str, stdin: bytes, cid: str = "c1",
          netns_path: str = "/proc/self/ns/net") -> subprocess.CompletedProcess[bytes]:
     env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
            "CNI_NETNS": netns_path, "CNI_IFNAME": "eth0", "CNI_PATH": bindir,
+           "CNI_NETNS_OVERRIDE": "1",  # the test's own namespace stands in for a container's
            wire.SOCKET_ENV: sock}
     return subprocess.run([os.path.join(bindir, "probe")], input=stdin, env=env,
                           capture_output=True, check=False, timeout=120)

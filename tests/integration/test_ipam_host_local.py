@@ -109,7 +109,7 @@ def test_exec_path_is_import_light(ours: str, tmp_path: Path) -> None:
     dump = tmp_path / "modules.json"
     env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1",
            "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0",
-           "CNI_PATH": os.path.dirname(ours)}
+           "CNI_PATH": os.path.dirname(ours), "CNI_NETNS_OVERRIDE": "1"}
     proc = subprocess.run([sys.executable, "-sE", "-c", DUMP, ours, str(dump)],
                           input=json.dumps(conf(tmp_path / "s")).encode(), env=env,
                           capture_output=True, check=False)

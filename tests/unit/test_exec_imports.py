@@ -36,7 +36,8 @@ def run_launcher(tmp_path: Path, ptype: str, target: str, conf: dict[str, object
                                                          sys_path=(REPO,))])
     dump = tmp_path / "modules.json"
     env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "c1",
-           "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0", "CNI_PATH": str(bindir)}
+           "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0", "CNI_PATH": str(bindir),
+           "CNI_NETNS_OVERRIDE": "1"}  # our own namespace stands in for a container's
     proc = subprocess.run([sys.executable, "-sE", "-c", DUMP, str(bindir / ptype), str(dump)],
                           input=json.dumps(conf).encode(), env=env, capture_output=True,
                           check=False)

@@ -107,7 +107,8 @@ def test_a_go_plugin_is_not_read_as_a_shim() -> None:
 def _env(command: str, socket: Path, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "c1",
             "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent",
-            "CORECNI_DAEMON_SOCKET": str(socket), **extra}
+            "CORECNI_DAEMON_SOCKET": str(socket), "CNI_NETNS_OVERRIDE": "1",  # own ns as ctr
+            **extra}
 
 
 def test_shim_without_daemon_falls_back_to_the_launcher(tmp_path: Path) -> None:
