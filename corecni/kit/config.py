@@ -97,7 +97,7 @@ def dns_key(raw: Mapping[str, Any]) -> DNS:
 
 def ipam_type(raw: Mapping[str, Any]) -> str:
     """``ipam.type``, "" when there is no IPAM (Go's ``n.IPAM.Type == ""``)."""
-    return str_key(dict_key(raw, "ipam"), "type")
+    return str_key(dict_key(raw, "ipam"), "type", "ipam.type")
 
 
 def parse_mac(value: str, what: str) -> str:

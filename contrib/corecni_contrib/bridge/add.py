@@ -4,7 +4,9 @@ Go creates the veth pair, then asks IPAM, then finds out that the bridge holds
 a conflicting address. Here the checks that need no kernel change come first
 (config, CNI_IFNAME free, bridge name usable, gateway address conflicts), and
 every later step registers its undo, so a failure leaves no veth, no rules and
-no IP reserved. The bridge itself is shared infrastructure and stays, as in Go.
+no IP reserved. IPAM is asked before the bridge is made, so a bad IPAM section
+never leaves one behind; a bridge this ADD created goes if a later step fails. A
+bridge that was there before is shared infrastructure and stays, as in Go.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import attrs
 
 from corecni.kit import (
     Request,
+    UndoStack,
     config_error,
     configure_iface,
     create_veth,
@@ -45,22 +48,48 @@ FORWARDING = {4: "ipv4/ip_forward", 6: "ipv6/conf/all/forwarding"}
 
 
 def cmd_add(request: Request) -> Result:
+    """Everything that can be refused is refused before the node changes: the config,
+    CNI_IFNAME, a non-bridge link under the bridge's name, then the IPAM allocation (a
+    bad ``ipam`` section, ``IP=`` argument or store fails here). Only then the bridge;
+    if a later step fails, a bridge this ADD created goes again (one that was there
+    before is shared with other pods and stays, as in Go)."""
     conf = BridgeConf.from_request(request)
     conf.check_for_add()
     backend = request.net
     ensure_ifname_free(backend, request.netns, request.ifname)
-    bridge = ensure_bridge(backend, conf)
+    _refuse_non_bridge(backend, conf.bridge)
     if not conf.layer3:
-        return _attach(backend, request, conf, bridge, None)
+        with undo_on_failure() as undo:
+            bridge = ensure_bridge(backend, conf, undo)
+            return _attach(backend, request, conf, bridge, None)
     ipam = request.ipam_add()
-    with ipam_released_on_failure(request):
+    with ipam_released_on_failure(request), undo_on_failure() as undo:
         require_ips(ipam)
-        return _attach(backend, request, conf, bridge, with_gateways(ipam, conf))
+        addressing = with_gateways(ipam, conf)
+        bridge = ensure_bridge(backend, conf, undo)
+        return _attach(backend, request, conf, bridge, addressing)
 
 
-def ensure_bridge(backend: NetBackend, conf: BridgeConf) -> Link:
+def _refuse_non_bridge(backend: NetBackend, name: str) -> None:
+    with kernel_step(f"look up bridge {name}"):
+        link = backend.link(name)
+    if link is not None and link.kind != "bridge":
+        raise config_error(f'"{name}" already exists but is not a bridge',
+                           f"{name} is a {link.kind or 'plain'} link")
+
+
+def _remove_if_unused(backend: NetBackend, name: str) -> None:
+    """Undo of creating the bridge: remove it unless a concurrent ADD already put a
+    port on it (that pod needs it now)."""
+    with contextlib.suppress(Exception):
+        if not any(link.master == name for link in backend.links()):
+            delete_link_here(backend, name)
+
+
+def ensure_bridge(backend: NetBackend, conf: BridgeConf, undo: UndoStack | None = None) -> Link:
     """The bridge, created on first use (Go's ``ensureBridge``), set up (and promiscuous
-    when asked); a non-bridge link under its name is refused before anything changes."""
+    when asked); a non-bridge link under its name is refused before anything changes.
+    When this call creates it, ``undo`` learns to remove it again."""
     name = conf.bridge
     with kernel_step(f"look up bridge {name}"):
         link = backend.link(name)
@@ -71,6 +100,8 @@ def ensure_bridge(backend: NetBackend, conf: BridgeConf) -> Link:
             # concurrent ADD reported would no longer CHECK.
             backend.batch(None).add_bridge(name, mtu=conf.mtu or None, mac=random_mac(),
                                            vlan_filtering=conf.vlan_filtering or None).commit()
+            if undo is not None:
+                undo.push(lambda: _remove_if_unused(backend, name))
         except NetError as exc:
             if exc.errno != errno.EEXIST:  # EEXIST: a concurrent ADD made it first
                 raise net_failure(f"failed to create bridge {name!r}", exc) from None
@@ -169,7 +200,7 @@ def _attach(backend: NetBackend, request: Request, conf: BridgeConf, bridge: Lin
                             dad=conf.enable_dad)
             if gateways:
                 if conf.vlan:
-                    gw_link = _vlan_gateway(backend, conf, bridge)
+                    gw_link = _vlan_gateway(backend, conf, bridge, undo)
                     extra.append(Interface(name=gw_link.name, mac=gw_link.mac))
                 _set_gateways(backend, conf, gw_link, gateways)
                 _enable_forwarding(backend, {gw.version for gw in gateways})
@@ -260,7 +291,8 @@ def _enable_forwarding(backend: NetBackend, families: set[int]) -> None:
                 backend.sysctl_set(key, "1")
 
 
-def _vlan_gateway(backend: NetBackend, conf: BridgeConf, bridge: Link) -> Link:
+def _vlan_gateway(backend: NetBackend, conf: BridgeConf, bridge: Link,
+                  undo: UndoStack) -> Link:
     """Go's ``ensureVlanInterface``: with ``vlan`` and ``isGateway`` the gateway lives on
     ``<bridge>.<vlan>``, one end of a veth whose other end is an access port of that
     VLAN. Shared by every container of the VLAN, so never removed by DEL (as in Go)."""
@@ -276,10 +308,7 @@ def _vlan_gateway(backend: NetBackend, conf: BridgeConf, bridge: Link) -> Link:
          .set_link(port, master=conf.bridge, hairpin=False, up=True)
          .set_link(name, up=True)
          .commit())
-    try:
-        ports.configure_port(port, attrs.evolve(conf, vlan_trunk=(), vlan_trunk_set=False,
-                                                port_isolation=False))
-    except BaseException:
-        delete_link_here(backend, port)
-        raise
+    undo.push(lambda: delete_link_here(backend, port))  # made by this ADD: goes if it fails
+    ports.configure_port(port, attrs.evolve(conf, vlan_trunk=(), vlan_trunk_set=False,
+                                            port_isolation=False))
     return _read_link(backend, name, None)

@@ -68,14 +68,20 @@ def _trunk_id(item: Mapping[str, Any], key: str) -> int | None:
 
 
 def _requested_mac(request: Request) -> str:
-    """Go's precedence: CNI_ARGS ``MAC`` < ``args.cni.mac`` < ``runtimeConfig.mac``."""
+    """Go's precedence: CNI_ARGS ``MAC`` < ``args.cni.mac`` < ``runtimeConfig.mac``.
+    Only ADD uses it, and only ADD refuses a malformed one (DEL never fails on
+    CNI_ARGS)."""
     raw = request.config.raw
-    mac = dict(request.args).get("MAC", "")
+    mac = request.arg("MAC")
     args = raw.get("args")
     if isinstance(args, dict) and isinstance(args.get("cni"), dict):
         mac = str_key(args["cni"], "mac") or mac
     mac = str_key(request.config.runtime_config, "mac") or mac
-    return parse_mac(mac, "MAC address") if mac else ""
+    if not mac:
+        return ""
+    if request.command != "ADD":
+        return mac
+    return parse_mac(mac, "MAC address")
 
 
 @attrs.frozen
@@ -118,11 +124,13 @@ class BridgeConf:
     @classmethod
     def from_request(cls, request: Request) -> BridgeConf:
         raw = request.config.raw
-        bridge = str_key(raw, "bridge") or DEFAULT_BRIDGE
-        try:
-            validate_ifname(bridge)
-        except CNIError as exc:
-            raise config_error(f"invalid bridge name {bridge!r}", exc.msg) from None
+        bridge = str_key(raw, "bridge") if raw.get("bridge") is not None else DEFAULT_BRIDGE
+        if request.command != "DEL":  # DEL never touches the bridge by name (Go)
+            try:
+                validate_ifname(bridge)  # "": Go keeps it and fails to make the bridge
+            except CNIError as exc:
+                raise config_error(f"invalid bridge name {bridge!r} in 'bridge'",
+                                   exc.msg) from None
         vlan = int_key(raw, "vlan")
         if not 0 <= vlan <= MAX_VLAN:
             raise config_error(f"invalid VLAN ID {vlan} (must be between 0 and {MAX_VLAN})")

@@ -7,9 +7,10 @@ Keys, defaults and error texts follow Go's ``host-local`` (plugins v1.1.1,
 and the ``ipRanges`` capability puts its sets before both. Everything is
 validated once, here, so the allocator can trust a ``Range``.
 
-Two checks go beyond Go, because Go accepts the config and then misbehaves:
-a gateway outside its subnet, and ``rangeStart`` after ``rangeEnd`` (Go words
-the latter as "RangeEnd ... not in network").
+Three checks go beyond Go, because Go accepts the config and then misbehaves:
+a gateway outside its subnet, ``rangeStart`` after ``rangeEnd`` (Go words the
+latter as "RangeEnd ... not in network"), and a /0 subnet (Go fails to allocate
+from it, code 999).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def _parse_range(obj: Any, where: str, fail: Callable[..., CNIError]) -> Range:
     except ValueError:
         raise fail(f"invalid CIDR address: {subnet_text}") from None
     subnet = iface.network
+    if subnet.prefixlen == 0:  # Go fails to allocate from it; the gateway would be 0.0.0.1/0
+        raise fail(f"Network {subnet} is the whole address space: it cannot be a subnet")
     if subnet.prefixlen > subnet.max_prefixlen - 2:  # no room beside network + gateway
         raise fail(f"Network {subnet} too small to allocate from")
     if iface.ip != subnet.network_address:
@@ -219,8 +222,10 @@ def requested_ips(request: Request) -> tuple[IPAddress, ...]:
 def store_location(request: Request) -> StoreLocation:
     ipam = ipam_section(request)
     name = validate_network_name(request.config.name)  # it becomes a directory name
-    return StoreLocation(data_dir=opt_str(ipam, "dataDir", "ipam") or DEFAULT_DATA_DIR,
-                         network=name)
+    data_dir = opt_str(ipam, "dataDir", "ipam") or DEFAULT_DATA_DIR
+    if "\x00" in data_dir:
+        raise config_error("invalid ipam.dataDir: it contains a NUL byte", repr(data_dir)[:200])
+    return StoreLocation(data_dir=data_dir, network=name)
 
 
 def load_config(request: Request) -> HostLocalConfig:
