@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev
 	etcd-server iperf3 podman runc busybox-static
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo demo-cluster test docs lint typecheck unit integration interop bench soak deps venv clean
+.PHONY: all demo demo-cluster test docs lint typecheck unit integration interop bench soak fuzz deps venv clean
 
 all: test
 
@@ -60,11 +60,17 @@ integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
 interop: $(STAMP)
 	$(PY) -m pytest -q tests/interop
+# the long variant of the generated-input suite (`make test`: 300 inputs per plugin, the
+# same every run): 3000 new inputs per plugin
+fuzz: $(STAMP)
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=3000 $(PY) -m pytest -q tests/fuzz
 bench: $(STAMP)
 	$(PY) -m bench
 # the long variants: 200 containers through the shims + daemon (make test runs 48)
+# and 200 ADDs, 12 at a time, under random SIGKILLs, then DEL/GC (make test runs 24)
 soak: $(STAMP)
 	CORECNI_SCALE_N=200 $(PY) -m pytest -q -s tests/integration/test_daemon_scale.py
+	SOAK_ADDS=200 $(PY) -m pytest -q -s tests/soak
 
 clean:
 	rm -rf $(VENV) build *.egg-info contrib/*.egg-info .gobuild
