@@ -28,7 +28,10 @@ def ipam_section(request: Request) -> Mapping[str, Any]:
     raw = request.config.raw
     if raw.get("ipam") is None:
         raise config_error("IPAM config missing 'ipam' key")
-    return dict_key(raw, "ipam", "'ipam'")
+    section = dict_key(raw, "ipam", "'ipam'")
+    if request.command != "DEL":  # Go's decoder refuses it too; a DEL must never fail on it
+        opt_str(section, "type", "ipam")
+    return section
 
 
 def opt_str(obj: Mapping[str, Any], key: str, where: str) -> str:
