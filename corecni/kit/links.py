@@ -87,15 +87,17 @@ def create_lower_link(backend: NetBackend, request: Request, kind: str, create: 
     netns, ifname = request.netns, request.ifname
     ensure_ifname_free(backend, netns, ifname)
     tmp = temp_link_name()
+    # a request the link layer refuses while the batch is built (a value out of range)
+    # is a NetError too: it becomes a CNI error like a kernel refusal, never a bare 999
     if master_in_container:
         batch = backend.batch(netns)
-        create(batch, tmp, None)
         with _creating(kind, ifname):
+            create(batch, tmp, None)
             batch.set_link(tmp, rename=ifname).commit()
     else:
         batch = backend.batch(None)
-        create(batch, tmp, netns)
         with _creating(kind, ifname):
+            create(batch, tmp, netns)
             batch.commit()
         try:
             with _creating(kind, ifname):

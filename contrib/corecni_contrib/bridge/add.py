@@ -262,18 +262,24 @@ def _check_gateway_plan(backend: NetBackend, conf: BridgeConf, target: str,
 def _set_gateways(backend: NetBackend, conf: BridgeConf, link: Link,
                   gateways: list[IPInterface]) -> None:
     """Put the gateways on ``link`` and pin its MAC (Go: else a bridge takes the lowest
-    port MAC and changes it as ports come and go). A concurrent ADD adding the same
+    port MAC and changes it as ports come and go). The MAC pinned is the one the link
+    has now, re-read here: concurrent ADDs then all pin the same one, never one that a
+    port joining since this ADD looked the bridge up has already replaced (which would
+    change the MAC under the results of earlier ADDs). A concurrent ADD adding the same
     address first (EEXIST) is met by planning once more."""
     for attempt in (1, 2):
         delete, add = plan_addresses(link.name, _present(backend, link.name), gateways,
                                      conf.force_address)
+        with kernel_step(f"look up {link.name}"):
+            now = backend.link(link.name)
+        mac = now.mac if now is not None else link.mac
         batch = backend.batch(None)
         for old in delete:
             batch.del_address(link.name, str(old), missing_ok=True)
         for gw in add:
             batch.add_address(link.name, str(gw), nodad=gw.version == 6)
-        if link.mac:
-            batch.set_link(link.name, mac=link.mac)
+        if mac:
+            batch.set_link(link.name, mac=mac)
         try:
             batch.commit()
             return
