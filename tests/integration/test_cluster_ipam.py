@@ -145,7 +145,8 @@ def test_gc_releases_an_add_killed_after_allocating(lab: Lab, plugin: LoadedPlug
     install_launchers(tmp_path / "bin", ["cluster-ipam"])
     node = lab.nodes[1]
     env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "killed",
-           "CNI_NETNS": node.netns, "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path / "bin")}
+           "CNI_NETNS": node.netns, "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path / "bin"),
+           "CNI_NETNS_OVERRIDE": "1"}  # the node's own namespace stands in for a pod's
     proc = subprocess.Popen(["ip", "netns", "exec", node.name,
                              str(tmp_path / "bin" / "cluster-ipam")], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,

@@ -129,7 +129,7 @@ def test_missing_prev_result_is_code_7(plugin: str, command: str, netns_factory:
             "runtimeConfig": pf.mappings((8080, 80))}
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command,
            "CNI_CONTAINERID": "c1", "CNI_NETNS": node, "CNI_IFNAME": "eth0",
-           "CNI_PATH": bindir}
+           "CNI_PATH": bindir, "CNI_NETNS_OVERRIDE": "1"}  # the node stands in for a pod
     proc = subprocess.run(["ip", "netns", "exec", ns_name(node), f"{bindir}/{plugin}"],
                           input=json.dumps(conf), env=env, capture_output=True, text=True,
                           check=False)
