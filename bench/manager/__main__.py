@@ -30,24 +30,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench._support import GO_PLUGINS, Namespaces, build_go, have_root
 from corecni import netns
 from corecni.manager import PodNetworkManager, PodSandbox
 
-GO_PLUGINS = "/usr/lib/cni"
-GOCODE = "/usr/share/gocode"
 HERE = Path(__file__).parent
 
 
 def build_gobench(work: Path) -> str:
-    pkg = work / "gopath" / "src" / "gobench"
-    pkg.mkdir(parents=True)
-    shutil.copy(HERE / "gobench" / "main.go", pkg / "main.go")
-    out = work / "gobench"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{work / 'gopath'}:{GOCODE}",
-           "GOCACHE": str(work / "gocache"), "GOFLAGS": "", "CGO_ENABLED": "0"}
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=pkg, env=env, check=True,
-                   capture_output=True)
-    return str(out)
+    return build_go(HERE / "gobench" / "main.go", work, "gobench")
 
 
 def write_conf(confdir: Path, ipam_dir: Path) -> None:
@@ -110,23 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=8, help="pods at a time (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.manager needs root (network namespaces)", file=sys.stderr)
+    if not have_root("bench.manager"):
         return 2
     if not os.path.exists(f"{GO_PLUGINS}/bridge") or shutil.which("go") is None:
         print("needs Debian's containernetworking-plugins and golang-go", file=sys.stderr)
         return 2
     tag = uuid.uuid4().hex[:4]
-    names: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="corecni-bench-manager-"))
-
-    def make(role: str) -> str:
-        name = f"cbm-{tag}-{role}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        names.append(name)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        return f"/run/netns/{name}"
-
+    spaces = Namespaces("cbm")
+    make = spaces.make
     try:
         exe = build_gobench(work)
         node = make("node")
@@ -153,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ratio = corecni pods/s / Go pods/s (above 1: corecni is faster)")
         return 0
     finally:
-        for name in reversed(names):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        spaces.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -32,16 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench._support import GO_PLUGINS, Namespaces, build_go, have_root
 from corecni import daemon_wire as wire
 from corecni import launcher
 
-GO_PLUGINS = "/usr/lib/cni"
-GOCODE = "/usr/share/gocode"
 HERE = Path(__file__).parent
 MODES = ("go", "shim", "fallback")
 LABELS = {"go": "Go plugins", "shim": "corecni shim + daemon",
@@ -49,15 +47,7 @@ LABELS = {"go": "Go plugins", "shim": "corecni shim + daemon",
 
 
 def build_shimbench(work: Path) -> str:
-    pkg = work / "gopath" / "src" / "shimbench"
-    pkg.mkdir(parents=True)
-    shutil.copy(HERE / "gobench" / "main.go", pkg / "main.go")
-    out = work / "shimbench"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{work / 'gopath'}:{GOCODE}",
-           "GOCACHE": str(work / "gocache"), "GOFLAGS": "", "CGO_ENABLED": "0"}
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=pkg, env=env, check=True,
-                   capture_output=True)
-    return str(out)
+    return build_go(HERE / "gobench" / "main.go", work, "shimbench")
 
 
 def install_shims(bindir: Path, shim: str) -> None:
@@ -119,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=50, help="pods per round (default 50)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.shim needs root (network namespaces)", file=sys.stderr)
+    if not have_root("bench.shim"):
         return 2
     shim = launcher.shim_binary()
     if not os.path.exists(f"{GO_PLUGINS}/bridge") or shutil.which("go") is None \
@@ -128,17 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print("needs Debian's containernetworking-plugins, golang-go and corecni's built "
               "shim (make venv)", file=sys.stderr)
         return 2
-    tag = uuid.uuid4().hex[:4]
-    names: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="corecni-bench-shim-"))
-
-    def make(role: str) -> str:
-        name = f"cbs-{tag}-{role}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        names.append(name)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        return f"/run/netns/{name}"
-
+    spaces = Namespaces("cbs")
+    make = spaces.make
     try:
         exe = build_shimbench(work)
         install_shims(work / "bin", shim)
@@ -199,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
               "stopped). VERSION: the bridge binary exec'd directly.")
         return 0
     finally:
-        for name in reversed(names):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        spaces.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
 
