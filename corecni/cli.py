@@ -271,12 +271,17 @@ def _describe(ref: Any) -> str:
     return f"{ref.source} {ref.location}"
 
 
-def cmd_plugins(ns: argparse.Namespace) -> int:
+def _lookup_order(registry: Any) -> str:
+    """Who serves a type found several ways, and how to change it (plugins, doctor)."""
     from corecni.registry import precedence
 
+    return (f"{' > '.join(precedence(registry.prefer))} (prefer={registry.prefer}; "
+            "--prefer or CORECNI_PREFER changes it)")
+
+
+def cmd_plugins(ns: argparse.Namespace) -> int:
     registry = _runtime(ns).registry
-    order = " > ".join(precedence(registry.prefer))
-    print(f"# order: {order} (prefer={registry.prefer}; --prefer or CORECNI_PREFER changes it)"
+    print(f"# order: {_lookup_order(registry)}"
           + ("; --exec-only: nothing in-process" if ns.exec_only else ""))
     for refs in registry.survey():
         winner = refs[0]
@@ -340,6 +345,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     print(f"plugins: {len(refs)} "
           f"({sum(r.kind == 'python' for r in refs)} in-process, "
           f"{sum(r.kind == 'exec' for r in refs)} exec); `corecni plugins` lists them")
+    print(f"lookup order: {_lookup_order(runtime.registry)}")
     _doctor_configs(_env("NETCONFPATH", "/etc/cni/net.d"))
     return 0
 

@@ -74,3 +74,14 @@ def test_doctor_says_when_the_config_dir_is_missing(env: dict[str, str], tmp_pat
     out = corecni("doctor", env={**env, "NETCONFPATH": str(tmp_path / "nowhere")})
     assert out.returncode == 0, out.stderr
     assert f"config dir: {tmp_path / 'nowhere'}: does not exist" in out.stdout
+
+
+@pytest.mark.parametrize(("prefer", "order"), [
+    ("python", "registered > entry-point > CNI_PATH (prefer=python;"),
+    ("path", "CNI_PATH > registered > entry-point (prefer=path;"),
+])
+def test_doctor_prints_who_serves_a_type_found_several_ways(env: dict[str, str], prefer: str,
+                                                            order: str) -> None:
+    out = corecni("doctor", env={**env, "CORECNI_PREFER": prefer})
+    assert out.returncode == 0, out.stderr
+    assert f"lookup order: {order}" in out.stdout
