@@ -374,7 +374,10 @@ def test_route_options(backend: NetBackend, node_with_bridge: str,
 
 def test_neighbours(backend: NetBackend, node_netns: str) -> None:
     node = node_netns
-    backend.batch(node).add_veth("nb0", "nb0p").set_link("nb0", up=True).commit()
+    # both ends up: with the peer down, the carrier-down event the kernel delivers late
+    # (linkwatch, up to a second) flushes the non-permanent entry under the test's feet
+    (backend.batch(node).add_veth("nb0", "nb0p").set_link("nb0", up=True)
+     .set_link("nb0p", up=True).commit())
     (backend.batch(node)
      .add_neighbour(Neighbour("nb0", "10.77.0.5", "02:AA:BB:CC:DD:01"))
      .add_neighbour(Neighbour("nb0", "fd77::5", "02:aa:bb:cc:dd:02"))
