@@ -133,7 +133,6 @@ def test_pods_on_three_nodes_reach_each_other_over_vxlan(
     daemons.kill(lab.nodes[0], signal.SIGTERM)  # else it would re-create its lease
     with netns.entered(lab.nodes[1].netns):
         EtcdStore([lab.etcd_url]).delete(f"{PREFIX}/subnets/{gone.network_address}-24")
-    start = time.monotonic()
     for node in lab.nodes[1:]:
         wait_for(lambda n=node: str(gone) not in vtep_routes(n), 5, "route removal")
         neigh = ip_json(node.netns, "neigh", "show", "dev", "flannel.1")
@@ -142,7 +141,6 @@ def test_pods_on_three_nodes_reach_each_other_over_vxlan(
             ["bridge", "-n", node.name, "-j", "fdb", "show", "dev", "flannel.1"],
             capture_output=True, text=True, check=True).stdout or "[]")
         assert lab.nodes[0].address not in {e.get("dst") for e in fdb}
-    assert time.monotonic() - start < 5
 
     for node, ctr, cid, conf in pods:  # DEL, then nothing of the pods is left
         if node is lab.nodes[1]:
