@@ -308,7 +308,7 @@ from pathlib import Path
 import pytest
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
-from corecni.testing import MODES, cni_bin_dir, ip_json, plugin_runtime
+from corecni.testing import MODES, chain_runtime, ip_json
 
 PARTNERS = ("static",)
 
@@ -316,20 +316,9 @@ PARTNERS = ("static",)
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path, chain_partners: str) -> CNIRuntime:
     """corecni's runtime running $type in-process, then exec'd through its launcher
-    (the same test, both roads). The chain's other plugins come from ``chain_partners``
-    (launchers for the installed corecni plugins, and Debian's Go plugins) in-process;
-    exec'd, as on a node where everything is exec'd, Go's come first when present."""
-    partners = (chain_partners if request.param == "in-process"
-                else cni_bin_dir(tmp_path / "partners", prefer="go"))
-    runtime = plugin_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
-                             search=(partners,))
-    assert runtime.registry is not None
-    for partner in PARTNERS:
-        try:
-            runtime.registry.resolve(partner)
-        except Exception as exc:
-            pytest.skip(f"chain partner {partner!r} not found: {exc}")
-    return runtime
+    (the same test, both roads), in a chain with the PARTNERS."""
+    return chain_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
+                         chain_partners, needs=PARTNERS)
 
 
 def network() -> NetworkConfigList:
@@ -631,7 +620,7 @@ from pathlib import Path
 import pytest
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
-from corecni.testing import MODES, cni_bin_dir, ip_json, plugin_runtime
+from corecni.testing import MODES, chain_runtime, ip_json
 
 PARTNERS = ("ptp",)
 
@@ -639,20 +628,9 @@ PARTNERS = ("ptp",)
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path, chain_partners: str) -> CNIRuntime:
     """corecni's runtime running $type in-process, then exec'd through its launcher
-    (the same test, both roads). The chain's other plugins come from ``chain_partners``
-    (launchers for the installed corecni plugins, and Debian's Go plugins) in-process;
-    exec'd, as on a node where everything is exec'd, Go's come first when present."""
-    partners = (chain_partners if request.param == "in-process"
-                else cni_bin_dir(tmp_path / "partners", prefer="go"))
-    runtime = plugin_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
-                             search=(partners,))
-    assert runtime.registry is not None
-    for partner in PARTNERS:
-        try:
-            runtime.registry.resolve(partner)
-        except Exception as exc:
-            pytest.skip(f"chain partner {partner!r} not found: {exc}")
-    return runtime
+    (the same test, both roads), in a chain with the PARTNERS."""
+    return chain_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
+                         chain_partners, needs=PARTNERS)
 
 
 def network(store: Path) -> NetworkConfigList:
@@ -858,7 +836,7 @@ import pytest
 from corecni.kit import CNIError
 from corecni.runtime import CNIRuntime
 from corecni.spec import NetworkConfigList, RuntimeConf
-from corecni.testing import MODES, cni_bin_dir, ip_json, ns_name, plugin_runtime
+from corecni.testing import MODES, chain_runtime, ip_json, ns_name
 
 PARTNERS = ("ptp", "static")
 
@@ -866,20 +844,9 @@ PARTNERS = ("ptp", "static")
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path, chain_partners: str) -> CNIRuntime:
     """corecni's runtime running $type in-process, then exec'd through its launcher
-    (the same test, both roads). The chain's other plugins come from ``chain_partners``
-    (launchers for the installed corecni plugins, and Debian's Go plugins) in-process;
-    exec'd, as on a node where everything is exec'd, Go's come first when present."""
-    partners = (chain_partners if request.param == "in-process"
-                else cni_bin_dir(tmp_path / "partners", prefer="go"))
-    runtime = plugin_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
-                             search=(partners,))
-    assert runtime.registry is not None
-    for partner in PARTNERS:
-        try:
-            runtime.registry.resolve(partner)
-        except Exception as exc:
-            pytest.skip(f"chain partner {partner!r} not found: {exc}")
-    return runtime
+    (the same test, both roads), in a chain with the PARTNERS."""
+    return chain_runtime(request.param, tmp_path, {"$type": "$package.plugin"},
+                         chain_partners, needs=PARTNERS)
 
 
 def network() -> NetworkConfigList:

@@ -27,7 +27,7 @@ And these helpers, by concern:
   ``FakeDelegate``, ``make_link`` (a link to put in a fake namespace);
 * running a plugin: ``run_in_process``, ``run_exec``, ``Outcome``,
   ``normalise_result``, ``expect_error``; whole lists from a node namespace:
-  ``plugin_runtime``, ``NodeCni``, ``PluginCni``, ``conflist``;
+  ``plugin_runtime``, ``chain_runtime``, ``NodeCni``, ``PluginCni``, ``conflist``;
 * making plugins exec-able: ``entry_point_plugins``, ``plugin_target``,
   ``install_launchers``, ``cni_bin_dir``, ``go_plugin_path``, ``GO_PLUGINS``;
 * kernel state, read with iproute2 (never through the backend under test):
@@ -117,6 +117,7 @@ from corecni.testing.running import (
     NodeCni,
     Outcome,
     PluginCni,
+    chain_runtime,
     conflist,
     expect_error,
     normalise_result,
@@ -140,6 +141,7 @@ __all__ = [
     "Outcome",
     "PluginCni",
     "addrs",
+    "chain_runtime",
     "cni_bin_dir",
     "conflist",
     "default_via",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +35,7 @@ from corecni.spec.config import NetworkConfigList, RuntimeConf
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
 from corecni.testing.fake_net import CTR
-from corecni.testing.plugins import install_launchers, plugin_target
+from corecni.testing.plugins import cni_bin_dir, install_launchers, plugin_target
 
 Mode = Literal["in-process", "exec", "path"]
 #: the two ways corecni runs a Python plugin
@@ -172,6 +172,30 @@ def plugin_runtime(mode: Mode, tmp: Path, ours: Mapping[str, str | object], *,
     else:
         registry = Registry(path=path, entry_points=False, in_process=False)
     return CNIRuntime(cache_dir=str(tmp / "cache"), registry=registry, rollback=rollback)
+
+
+def chain_runtime(mode: Mode, tmp: Path, ours: Mapping[str, str], chain_partners: str, *,
+                  needs: Iterable[str] = ()) -> CNIRuntime:
+    """A ``CNIRuntime`` running ``ours`` the way ``mode`` says, inside a chain whose
+    other plugins come from a node-like plugin directory - what a plugin's own tests
+    want to run it both roads, in-process and exec'd, with the same test body.
+
+    In-process, the partners are ``chain_partners`` (the fixture: launchers for the
+    installed corecni plugins, plus Go's for the types corecni lacks). Exec'd - as on
+    a node where everything is exec'd - Go's reference plugins come first where both
+    exist. A type in ``needs`` that neither serves skips the test (with the reason),
+    rather than failing it on a machine without Go's plugins.
+    """
+    partners = (chain_partners if mode == "in-process"
+                else cni_bin_dir(tmp / "partners", prefer="go"))
+    runtime = plugin_runtime(mode, tmp, ours, search=(partners,))
+    assert runtime.registry is not None
+    for partner in needs:
+        try:
+            runtime.registry.resolve(partner)
+        except CNIError as exc:
+            pytest.skip(f"chain partner {partner!r} not found: {exc}")
+    return runtime
 
 
 def conflist(plugin: Mapping[str, Any], name: str = "testnet",
