@@ -24,6 +24,7 @@ from corecni.testing import (
     GO_PLUGINS,
     FakeBackend,
     FakeDelegate,
+    chain_runtime,
     cni_bin_dir,
     entry_point_plugins,
     install_launchers,
@@ -147,6 +148,21 @@ def test_cni_bin_dir_prefers_ours_and_fills_in_gos(tmp_path: Path) -> None:
         assert os.readlink(go_first / "bridge") == f"{GO_PLUGINS}/bridge"
     mine = Path(cni_bin_dir(tmp_path / "c", go=False))
     assert sorted(os.listdir(mine)) == sorted(entry_point_plugins())
+
+
+def test_chain_runtime_runs_ours_each_road_and_skips_on_a_missing_partner(
+        tmp_path: Path) -> None:
+    partners = cni_bin_dir(tmp_path / "partners-in", go=False)
+    inproc = chain_runtime("in-process", tmp_path / "i", {"ptp": "corecni_contrib.ptp"},
+                           partners, needs=("host-local",))
+    assert inproc.registry is not None
+    assert inproc.registry.resolve("ptp").kind == "python"
+    inproc.registry.resolve("host-local")  # a launcher on the partners path
+    execd = chain_runtime("exec", tmp_path / "e", {"ptp": "corecni_contrib.ptp"}, partners)
+    assert execd.registry is not None and execd.registry.resolve("ptp").kind == "exec"
+    with pytest.raises(pytest.skip.Exception, match="chain partner 'nosuch' not found"):
+        chain_runtime("in-process", tmp_path / "s", {"ptp": "corecni_contrib.ptp"}, partners,
+                      needs=("nosuch",))
 
 
 # --- the namespace prefix --------------------------------------------------------------
