@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := containernetworking-plugins golang-go golang-github-appc-cni-dev \
 	iproute2 iptables nftables iputils-ping gcc libc6-dev python3-venv python3-dev valgrind \
-	etcd-server iperf3 podman runc busybox-static
+	etcd-server iperf3 podman runc busybox-static dnsmasq-base
 STAMP  := $(VENV)/.installed
 
 .PHONY: all demo demo-cluster test docs lint typecheck unit integration interop bench soak fuzz deps venv clean

@@ -379,7 +379,7 @@ def _doctor_configs(directory: str) -> None:
 def cmd_daemon(ns: argparse.Namespace) -> int:
     from corecni import daemon
 
-    return daemon.main(ns.socket, ns.timeout, ns.max_calls, ns.status)
+    return daemon.main(ns.socket, ns.timeout, ns.max_calls, ns.status, tuple(ns.without))
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
@@ -615,16 +615,22 @@ def _parser_daemon(sub: SubParsers) -> None:
         by `corecni install`) over a root-only unix socket, running each plugin
         in-process through the same run path as an exec. --timeout is the
         per-call timeout here (default 120 s). With --status, print the running
-        daemon's health JSON instead (exit 1 if it is not ready).
+        daemon's health JSON instead (exit 1 if it is not ready). The services
+        installed as `corecni.daemon_services` entry points (contrib's `dhcp`:
+        the DHCP lease service on /run/cni/dhcp.sock) run inside it unless left
+        out with --without.
         """,
                     examples="""
         corecni daemon
         corecni daemon --socket /run/corecni/daemon.sock --max-calls 32
         corecni daemon --status
+        corecni daemon --without dhcp
         """)
     p.add_argument("--socket", default=None,
                    help="unix socket (default $CORECNI_DAEMON_SOCKET or /run/corecni/daemon.sock)")
     p.add_argument("--max-calls", type=int, default=64, help="calls served at once")
+    p.add_argument("--without", action="append", default=[], metavar="SERVICE",
+                   help="do not run this service (repeatable; e.g. dhcp)")
     p.add_argument("--status", action="store_true",
                    help="print the running daemon's health JSON (exit 1 if not ready)")
 

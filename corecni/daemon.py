@@ -24,6 +24,14 @@ Each connection carries one call (``daemon_wire``). What happens to it:
   that raises or hangs never takes the daemon down;
 * one structured (JSON) log line per call on stderr.
 
+Services: every entry point of the ``corecni.daemon_services`` group (for
+instance contrib's ``dhcp``, the DHCP lease service) is a factory called with
+the daemon's log function, returning an object with ``start()`` and ``stop()``
+(see ``DaemonService``). They start once the daemon holds its socket (after a
+takeover, so the previous daemon's services have stopped) and stop before it
+hands over or exits. All run by default; ``--without NAME`` leaves one out. A
+service that fails to start is logged and left out; the daemon still serves.
+
 SIGTERM (or SIGINT): the socket path is removed (new shims fall back to the
 launchers at once), connections already queued are still served, in-flight
 calls drain, the process exits. A new daemon started on the same socket takes
@@ -47,7 +55,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -63,8 +71,19 @@ if TYPE_CHECKING:
 
 #: the registry's entry-point groups (not imported: the daemon is on the plugin side)
 PLUGIN_GROUP, OBSERVER_GROUP = "corecni.plugins", "corecni.observers"
+#: long-running services the daemon hosts (entry points: name -> factory(log))
+SERVICE_GROUP = "corecni.daemon_services"
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 _ATTACH_COMMANDS = frozenset({"ADD", "DEL", "CHECK"})
+
+
+class DaemonService(Protocol):
+    """What a ``corecni.daemon_services`` factory returns. ``start`` raises to refuse
+    (the daemon logs it and goes on without the service); ``stop`` must not raise."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class DaemonError(RuntimeError):
@@ -79,6 +98,7 @@ class DaemonConfig:
     max_request: int = wire.MAX_REQUEST
     read_timeout: float = 10.0  # seconds a client may take to send its request
     preload: bool = True  # import every entry-point plugin before serving
+    without: tuple[str, ...] = ()  # services (corecni.daemon_services) not to run
 
 
 def error_reply(code: int, msg: str, details: str = "", version: str = CURRENT) -> bytes:
@@ -202,6 +222,7 @@ class Daemon:
         self.served = 0
         self.stuck = 0
         self.started = time.monotonic()
+        self._services: dict[str, DaemonService] = {}
 
     # ---- plugins ------------------------------------------------------------
     def _entry_points(self) -> dict[str, str]:
@@ -249,6 +270,33 @@ class Daemon:
                                launcher_path or "no launcher named by the shim")
             return self._load(ptype, target, self._observers, ())
         return load
+
+    # ---- services -------------------------------------------------------------
+    def start_services(self) -> None:
+        """Start every ``corecni.daemon_services`` entry point not left out."""
+        from importlib.metadata import entry_points
+
+        for ep in sorted(entry_points(group=SERVICE_GROUP), key=lambda e: e.name):
+            if ep.name in self.config.without or ep.name in self._services:
+                continue
+            try:
+                service: DaemonService = ep.load()(log=self._log)
+                service.start()
+            except Exception as exc:
+                self._log({"event": "service-failed", "service": ep.name,
+                           "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            self._services[ep.name] = service
+            self._log({"event": "service-started", "service": ep.name})
+
+    def stop_services(self) -> None:
+        services, self._services = self._services, {}
+        for name, service in sorted(services.items(), reverse=True):
+            try:
+                service.stop()
+            except Exception as exc:
+                self._log({"event": "service-stop-failed", "service": name,
+                           "error": f"{type(exc).__name__}: {exc}"})
 
     # ---- socket ---------------------------------------------------------------
     def _prepare_dir(self) -> str:
@@ -351,6 +399,7 @@ class Daemon:
             except (BlockingIOError, OSError):
                 break
         listener.close()
+        self.stop_services()  # before a successor (waiting on _closed) starts its own
         self._closed.set()
         with self._cond:
             self._cond.wait_for(lambda: self._active == 0, timeout=self.config.timeout + 30)
@@ -383,7 +432,8 @@ class Daemon:
         return {"ready": not self._stopping.is_set() and self.stuck < self.config.max_calls,
                 "pid": os.getpid(), "version": __version__, "socket": self.config.socket_path,
                 "active": self._active - 1, "served": self.served, "stuck": self.stuck,
-                "uptime": round(time.monotonic() - self.started, 3)}
+                "uptime": round(time.monotonic() - self.started, 3),
+                "services": sorted(self._services)}
 
     # ---- one connection -------------------------------------------------------
     def _handle(self, conn: socket.socket) -> None:
@@ -637,6 +687,7 @@ def run_daemon(config: DaemonConfig, log: IO[str] | None = None) -> int:
     """``corecni daemon``: run in the foreground until SIGTERM/SIGINT (or a takeover)."""
     daemon = Daemon(config, log)
     daemon.bind()
+    daemon.start_services()
     previous = {sig: signal.signal(sig, lambda *_: daemon.stop())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     real_stdout = sys.stdout
@@ -650,7 +701,8 @@ def run_daemon(config: DaemonConfig, log: IO[str] | None = None) -> int:
     return 0
 
 
-def main(socket_arg: str | None, timeout: float | None, max_calls: int, status: bool) -> int:
+def main(socket_arg: str | None, timeout: float | None, max_calls: int, status: bool,
+         without: tuple[str, ...] = ()) -> int:
     """``corecni daemon [--status]`` (the CLI's whole daemon verb)."""
     path = wire.socket_path(socket_arg)
     if status:
@@ -662,7 +714,7 @@ def main(socket_arg: str | None, timeout: float | None, max_calls: int, status: 
         print(json.dumps(health))
         return 0 if health.get("ready") else 1
     try:
-        config = DaemonConfig(socket_path=path, max_calls=max_calls)
+        config = DaemonConfig(socket_path=path, max_calls=max_calls, without=without)
         if timeout:
             config.timeout = timeout
         return run_daemon(config)

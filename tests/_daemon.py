@@ -57,6 +57,10 @@ def start_daemon(socket: str, log: Path, *args: str, env: dict[str, str] | None 
                  wait: bool = True, timeout: float | None = None) -> DaemonProc:
     """Start ``corecni daemon`` on ``socket``; with ``wait``, return once it is ready."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    # the daemon's DHCP lease service (contrib) beside the socket, never /run/cni's
+    private = {"CORECNI_DHCP_SOCKET": os.path.join(os.path.dirname(socket), "dhcp.sock"),
+               "CORECNI_DHCP_STATE_DIR": str(log.parent / "dhcp-state")}
+    env = {**private, **(env or {})}
     fh = log.open("a")
     proc = subprocess.Popen(
         [sys.executable, "-m", "corecni.cli",

@@ -1,0 +1,301 @@
+"""dhcp IPAM against dnsmasq, leases held by the lease service inside ``corecni daemon``.
+
+dnsmasq serves DHCP on a bridge in a server namespace (``_dhcp_lab``); each
+container namespace gets a veth to it. The plugin runs the way a runtime
+reaches it on a node: exec'd as the native shim, served by a real daemon
+process (whose environment puts the lease service's socket and state in the
+test's temp dir). dnsmasq's lease file and log are the server's view: what it
+handed out, renewed and got back. ``CORECNI_DHCP_RENEW_CAP=1`` makes the
+service renew every second instead of at T1 (60 s of dnsmasq's 2-minute
+minimum lease), so a renewal is observed without waiting minutes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from corecni import daemon_wire as wire
+from corecni import launcher
+from corecni.testing import addrs, ip, ns_name, ping, plugin_target
+from tests._daemon import DaemonProc, start_daemon
+from tests.integration._dhcp_lab import (
+    SERVER_IP,
+    SUBNET,
+    Dnsmasq,
+    server_namespace,
+    start_dnsmasq,
+)
+from tests.integration._dhcp_lab import (
+    wire as wire_link,
+)
+
+pytestmark = pytest.mark.root
+
+NsFactory = Callable[..., str]
+
+
+def client_id_hex(cid: str, network: str = "dhcpnet", ifname: str = "eth0") -> str:
+    """How dnsmasq's lease file shows Go's client identifier (type 0 + text)."""
+    return ":".join(f"{b:02x}" for b in b"\0" + f"{cid}/{network}/{ifname}".encode())
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@attrs.define
+class Lab:
+    """dnsmasq + a running daemon + the shims; calls go through the shim like a runtime's."""
+
+    tmp: Path
+    server: str
+    dnsmasq: Dnsmasq
+    bindir: str
+    daemon: DaemonProc
+    netns_factory: NsFactory
+    renew_cap: str = "1"
+
+    @property
+    def dhcp_socket(self) -> str:
+        return str(self.tmp / "d" / "run" / "dhcp.sock")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.tmp / "d" / "dhcp-state"
+
+    def start_daemon(self) -> DaemonProc:
+        self.daemon = start_daemon(str(self.tmp / "d" / "run" / "d.sock"),
+                                   self.tmp / "d" / "daemon.log",
+                                   env={"CORECNI_DHCP_RENEW_CAP": self.renew_cap})
+        wait_for(lambda: "dhcp" in self.daemon.health().get("services", []),
+                 "the DHCP lease service")
+        return self.daemon
+
+    def container(self) -> str:
+        """A container namespace whose (down) eth0 is wired to the server's bridge."""
+        ctr = self.netns_factory("dhcpctr", lo_up=False)
+        wire_link(self.server, ctr, "eth0")
+        return ctr
+
+    def conf(self, **ipam: Any) -> dict[str, Any]:
+        return {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "dhcp",
+                "ipam": {"type": "dhcp", "daemonSocketPath": self.dhcp_socket, **ipam}}
+
+    def call(self, command: str, ctr: str, cid: str = "c1", conf: dict[str, Any] | None = None,
+             ptype: str = "dhcp", caller: str | None = None, ifname: str = "eth0",
+             args: str = "") -> subprocess.CompletedProcess[bytes]:
+        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
+               "CNI_NETNS": ctr, "CNI_IFNAME": ifname, "CNI_PATH": self.bindir,
+               "CNI_ARGS": args, wire.SOCKET_ENV: self.daemon.socket}
+        cmd = [os.path.join(self.bindir, ptype)]
+        if caller is not None:
+            cmd = ["ip", "netns", "exec", ns_name(caller), *cmd]
+        out = subprocess.run(cmd, input=json.dumps(conf or self.conf()).encode(), env=env,
+                             capture_output=True, check=False, timeout=60)
+        assert b"no corecni daemon" not in out.stderr, "the shim fell back"
+        return out
+
+    def ok(self, command: str, ctr: str, **kw: Any) -> dict[str, Any]:
+        out = self.call(command, ctr, **kw)
+        assert out.returncode == 0, out
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    def error(self, command: str, ctr: str, **kw: Any) -> dict[str, Any]:
+        out = self.call(command, ctr, **kw)
+        assert out.returncode == 1, out
+        error: dict[str, Any] = json.loads(out.stdout)
+        return error
+
+    def stored(self) -> list[dict[str, Any]]:
+        if not self.state_dir.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.state_dir.glob("lease-*.json"))]
+
+
+@pytest.fixture
+def lab(tmp_path: Path, netns_factory: NsFactory) -> Iterator[Lab]:
+    shim = launcher.shim_binary()
+    if shim is None:
+        pytest.fail("corecni/corecni-shim is not built (make venv builds it)")
+    bindir = str(tmp_path / "bin")
+    launcher.install(bindir, [launcher.LauncherSpec(t, plugin_target(t))
+                              for t in ("dhcp", "macvlan")], shim=shim)
+    server = server_namespace(netns_factory)
+    dnsmasq = start_dnsmasq(server, "br0", tmp_path / "dnsmasq")
+    lab = Lab(tmp_path, server, dnsmasq, bindir, None, netns_factory)  # type: ignore[arg-type]
+    try:
+        lab.start_daemon()
+        yield lab
+    finally:
+        if lab.daemon is not None:
+            lab.daemon.stop()
+        dnsmasq.stop()
+
+
+def configure(ctr: str, result: dict[str, Any]) -> str:
+    """Put the leased address on eth0 (what an interface plugin does); the address."""
+    address = result["ips"][0]["address"]
+    ip(ctr, "addr", "add", address, "dev", "eth0")
+    ip(ctr, "link", "set", "eth0", "up")
+    return str(address.split("/")[0])
+
+
+def acks(lab: Lab, address: str) -> int:
+    return len([line for line in lab.dnsmasq.log_lines("DHCPACK") if f" {address} " in line])
+
+
+def test_lease_ping_renew_reuse_release(lab: Lab) -> None:
+    ctr = lab.container()
+    result = lab.ok("ADD", ctr)
+    assert result["cniVersion"] == "1.0.0"
+    [ipc] = result["ips"]
+    address = configure(ctr, result)
+    assert ipaddress.ip_address(address) in SUBNET and ipc["address"].endswith("/24")
+    assert ipc["gateway"] == SERVER_IP
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": SERVER_IP}]
+    lease = lab.dnsmasq.lease_of(address)
+    assert lease is not None and lease.client_id == client_id_hex("c1"), lab.dnsmasq.leases()
+    assert ping(ctr, SERVER_IP), "the container does not reach the DHCP server"
+    [stored] = lab.stored()
+    assert (stored["ip"], stored["clientId"]) == (address, "c1/dhcpnet/eth0")
+
+    # renewal: the server sees a REQUEST and moves the lease's expiry forward
+    first = lease.expires
+    wait_for(lambda: acks(lab, address) >= 3, "two renewals (DHCPACKs) of the lease")
+    def moved() -> Any:
+        entry = lab.dnsmasq.lease_of(address)
+        return entry if entry is not None and entry.expires > first else None
+    renewed = wait_for(moved, "the lease's expiry to move forward")
+    assert renewed.client_id == lease.client_id
+    assert lab.dnsmasq.log_lines("DHCPREQUEST")
+
+    # the same attachment again: the same lease, no second one at the server
+    again = lab.ok("ADD", ctr)
+    assert again["ips"] == result["ips"]
+    assert [entry.ip for entry in lab.dnsmasq.leases()] == [address]
+    lab.ok("CHECK", ctr, conf={**lab.conf(), "prevResult": result})
+
+    # DEL: DHCPRELEASE, forgotten by the server and the service; DEL again is fine
+    lab.ok("DEL", ctr)
+    wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "dnsmasq to drop the lease")
+    assert any(address in line for line in lab.dnsmasq.log_lines("DHCPRELEASE"))
+    assert lab.stored() == []
+    lab.ok("DEL", ctr)
+    err = lab.error("CHECK", ctr, conf={**lab.conf(), "prevResult": result})
+    assert "no DHCP lease held for eth0" in err["msg"]
+
+
+def test_two_containers_two_leases_and_gc(lab: Lab) -> None:
+    ctrs = [lab.container(), lab.container()]
+    results = [lab.ok("ADD", ctr, cid=f"c{i}") for i, ctr in enumerate(ctrs)]
+    addresses = [configure(ctr, r) for ctr, r in zip(ctrs, results, strict=True)]
+    assert addresses[0] != addresses[1]
+    held = {entry.client_id: entry.ip for entry in lab.dnsmasq.leases()}
+    assert held == {client_id_hex("c0"): addresses[0], client_id_hex("c1"): addresses[1]}
+    for ctr in ctrs:
+        assert ping(ctr, SERVER_IP)
+    # GC with only c0 valid releases c1's lease
+    gc = {**lab.conf(), "cniVersion": "1.1.0",
+          "cni.dev/valid-attachments": [{"containerID": "c0", "ifname": "eth0"}]}
+    lab.ok("GC", ctrs[0], conf=gc, cid="")
+    wait_for(lambda: lab.dnsmasq.lease_of(addresses[1]) is None, "GC to release c1's lease")
+    assert lab.dnsmasq.lease_of(addresses[0]) is not None
+    assert [s["clientId"] for s in lab.stored()] == ["c0/dhcpnet/eth0"]
+    lab.ok("DEL", ctrs[0], cid="c0")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_daemon_restart_keeps_and_renews(lab: Lab, sig: signal.Signals) -> None:
+    ctr = lab.container()
+    result = lab.ok("ADD", ctr)
+    address = configure(ctr, result)
+    lab.daemon.stop(sig)
+    before = acks(lab, address)
+    lab.start_daemon()
+    wait_for(lambda: acks(lab, address) >= before + 2, "renewals by the restarted daemon")
+    reloaded = [r for r in lab.daemon.records("dhcp-reloaded") if r["ip"] == address]
+    assert reloaded and reloaded[-1]["netnsFound"], lab.daemon.log.read_text()
+    # the same attachment after the restart: the same lease, still one at the server
+    again = lab.ok("ADD", ctr)
+    assert again["ips"] == result["ips"]
+    assert [(e.ip, e.client_id) for e in lab.dnsmasq.leases()] == \
+        [(address, client_id_hex("c1"))]
+    # and another container still gets another address
+    other = lab.container()
+    assert lab.ok("ADD", other, cid="c2")["ips"][0]["address"] != result["ips"][0]["address"]
+    lab.ok("DEL", ctr)
+    lab.ok("DEL", other, cid="c2")
+    wait_for(lambda: lab.dnsmasq.leases() == [], "both leases released")
+
+
+def test_macvlan_with_dhcp(lab: Lab, netns_factory: NsFactory) -> None:
+    """Chained the way users run it: macvlan on the node's "NIC" (a veth to the server's
+    bridge), its ipam dhcp; the shim runs in the node namespace, as a runtime's would."""
+    node = netns_factory("dhcpnode")
+    wire_link(lab.server, node, "phys0", up=True)
+    ctr = netns_factory("dhcpctr")
+    conf = {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "macvlan", "master": "phys0",
+            "ipam": {"type": "dhcp", "daemonSocketPath": lab.dhcp_socket}}
+    result = lab.ok("ADD", ctr, conf=conf, ptype="macvlan", caller=node)
+    address = result["ips"][0]["address"]
+    assert [a for a in addrs(ctr, "eth0") if a.startswith("10.77.")] == [address]
+    assert ping(ctr, SERVER_IP)
+    lease = lab.dnsmasq.lease_of(address.split("/")[0])
+    assert lease is not None and lease.client_id == client_id_hex("c1")
+    lab.ok("CHECK", ctr, conf={**conf, "prevResult": result}, ptype="macvlan", caller=node)
+    lab.ok("DEL", ctr, conf=conf, ptype="macvlan", caller=node)
+    wait_for(lambda: lab.dnsmasq.leases() == [], "the macvlan lease released")
+    assert "eth0" not in {link for link in _links(ctr)}
+
+
+def _links(ns: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", ns_name(ns), "-j", "link"], capture_output=True,
+                         text=True, check=True).stdout
+    return [str(link["ifname"]) for link in json.loads(out)]
+
+
+def test_errors(lab: Lab, netns_factory: NsFactory) -> None:
+    ctr = lab.container()
+    # bad config keys: code 7 naming the key, nothing asked of the server
+    for ipam, key in ((dict(request=[{"option": "no-such-option"}]), "ipam.request[0].option"),
+                      (dict(provide=[{"option": "host-name", "value": 7}]),
+                       "ipam.provide[0].value"),
+                      (dict(timeout="soon"), "ipam.timeout"),
+                      (dict(broadcast="yes"), "ipam.broadcast"),
+                      (dict(priority="high"), "ipam.priority"),
+                      (dict(daemonSocketPath="relative.sock"), "ipam.daemonSocketPath")):
+        err = lab.error("ADD", ctr, conf=lab.conf(**ipam))
+        assert err["code"] == 7 and key in err["msg"], (ipam, err)
+    # no lease service there: code 11 naming the socket; DEL still succeeds
+    err = lab.error("ADD", ctr, conf=lab.conf(daemonSocketPath="/nonexistent/dhcp.sock"))
+    assert err["code"] == 11 and "/nonexistent/dhcp.sock" in err["msg"], err
+    lab.ok("DEL", ctr, conf=lab.conf(daemonSocketPath="/nonexistent/dhcp.sock"))
+    # CNI_IFNAME names no interface in the namespace
+    err = lab.error("ADD", ctr, ifname="eth9")
+    assert err["code"] == 4 and "eth9" in err["msg"], err
+    # no server answers: a clear timeout, nothing kept by the service or the server
+    lonely = netns_factory("dhcpctr")
+    ip(lonely, "link", "add", "eth0", "type", "veth", "peer", "name", "dead0")
+    err = lab.error("ADD", lonely, cid="lonely", conf=lab.conf(timeout="1s"))
+    assert err["code"] == 11 and "no DHCP lease for eth0 within 1s" in err["msg"], err
+    assert lab.stored() == [] and lab.dnsmasq.leases() == []
+    assert lab.ok("ADD", ctr)["ips"]  # the service is still fine
+    lab.ok("DEL", ctr)
