@@ -27,7 +27,8 @@ import pytest
 
 from corecni import daemon_wire as wire
 from corecni import launcher
-from corecni.testing import addrs, ip, ns_name, ping, plugin_target
+from corecni.spec.errors import CNIError
+from corecni.testing import NodeCni, addrs, ip, ns_name, ping, plugin_runtime, plugin_target
 from tests._daemon import DaemonProc, start_daemon
 from tests.integration._dhcp_lab import (
     SERVER_IP,
@@ -246,22 +247,38 @@ def test_daemon_restart_keeps_and_renews(lab: Lab, sig: signal.Signals) -> None:
     wait_for(lambda: lab.dnsmasq.leases() == [], "both leases released")
 
 
-def test_macvlan_with_dhcp(lab: Lab, netns_factory: NsFactory) -> None:
+@pytest.mark.parametrize("road", ["shim", "in-process"])
+def test_macvlan_with_dhcp(lab: Lab, netns_factory: NsFactory, tmp_path: Path,
+                           road: str) -> None:
     """Chained the way users run it: macvlan on the node's "NIC" (a veth to the server's
-    bridge), its ipam dhcp; the shim runs in the node namespace, as a runtime's would."""
+    bridge), its ipam dhcp; either exec'd as the shim from the node namespace (macvlan
+    and dhcp then run in the daemon), or in-process in corecni's runtime: the lease is
+    the service's either way."""
     node = netns_factory("dhcpnode")
     wire_link(lab.server, node, "phys0", up=True)
     ctr = netns_factory("dhcpctr")
     conf = {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "macvlan", "master": "phys0",
             "ipam": {"type": "dhcp", "daemonSocketPath": lab.dhcp_socket}}
-    result = lab.ok("ADD", ctr, conf=conf, ptype="macvlan", caller=node)
+    runtime = NodeCni(plugin_runtime("in-process", tmp_path / "rt", {
+        t: plugin_target(t) for t in ("macvlan", "dhcp")}), node)
+    listed = {"cniVersion": "1.0.0", "name": "dhcpnet", "plugins": [conf]}
+
+    def call(command: str, **kw: Any) -> dict[str, Any]:
+        if road == "shim":
+            return lab.ok(command, ctr, conf=kw.get("conf", conf), ptype="macvlan",
+                          caller=node)
+        verb = {"ADD": runtime.add, "CHECK": runtime.check, "DEL": runtime.delete}[command]
+        return verb(listed, ctr) or {}
+
+    result = call("ADD")
     address = result["ips"][0]["address"]
     assert [a for a in addrs(ctr, "eth0") if a.startswith("10.77.")] == [address]
     assert ping(ctr, SERVER_IP)
     lease = lab.dnsmasq.lease_of(address.split("/")[0])
     assert lease is not None and lease.client_id == client_id_hex("c1")
-    lab.ok("CHECK", ctr, conf={**conf, "prevResult": result}, ptype="macvlan", caller=node)
-    lab.ok("DEL", ctr, conf=conf, ptype="macvlan", caller=node)
+    assert [s["ip"] for s in lab.stored()] == [address.split("/")[0]]  # held by the service
+    call("CHECK", conf={**conf, "prevResult": result})
+    call("DEL")
     wait_for(lambda: lab.dnsmasq.leases() == [], "the macvlan lease released")
     assert "eth0" not in {link for link in _links(ctr)}
 
@@ -270,6 +287,19 @@ def _links(ns: str) -> list[str]:
     out = subprocess.run(["ip", "-n", ns_name(ns), "-j", "link"], capture_output=True,
                          text=True, check=True).stdout
     return [str(link["ifname"]) for link in json.loads(out)]
+
+
+def test_namespace_dropped_without_del(lab: Lab) -> None:
+    """The runtime deletes the namespace and never calls DEL: the service notices at the
+    next renewal point that only its own descriptor keeps the namespace, releases the
+    lease and lets go (Go's daemon would keep both alive)."""
+    ctr = lab.container()
+    address = configure(ctr, lab.ok("ADD", ctr))
+    subprocess.run(["ip", "netns", "del", ns_name(ctr)], check=True)
+    wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "the orphan's lease released")
+    assert [r["ip"] for r in lab.daemon.records("dhcp-orphaned")] == [address]
+    assert lab.stored() == []
+    lab.ok("DEL", ctr)  # the late DEL still succeeds
 
 
 def test_errors(lab: Lab, netns_factory: NsFactory) -> None:
@@ -299,3 +329,19 @@ def test_errors(lab: Lab, netns_factory: NsFactory) -> None:
     assert lab.stored() == [] and lab.dnsmasq.leases() == []
     assert lab.ok("ADD", ctr)["ips"]  # the service is still fine
     lab.ok("DEL", ctr)
+
+
+def test_bridge_runs_ipam_first(lab: Lab, netns_factory: NsFactory, tmp_path: Path) -> None:
+    """docs/plugins.md says so: corecni's bridge asks IPAM before the container link
+    exists, which DHCP cannot serve (code 4 naming the interface), and nothing stays."""
+    node = netns_factory("dhcpnode")
+    ctr = netns_factory("dhcpctr")
+    runtime = NodeCni(plugin_runtime("in-process", tmp_path / "rt", {
+        t: plugin_target(t) for t in ("bridge", "dhcp")}), node)
+    listed = {"cniVersion": "1.0.0", "name": "dhcpnet", "plugins": [
+        {"type": "bridge", "bridge": "cni0",
+         "ipam": {"type": "dhcp", "daemonSocketPath": lab.dhcp_socket}}]}
+    with pytest.raises(CNIError) as info:
+        runtime.add(listed, ctr)
+    assert info.value.code == 4 and "interface eth0 not found" in info.value.msg
+    assert _links(ctr) == ["lo"] and lab.stored() == []

@@ -7,7 +7,10 @@ failed attempt is retried after half the time left to the next boundary (RFC
 2131 4.4.5), at least ``MIN_RETRY`` seconds. When the lease expires the
 interface is set down, as Go's daemon does, and the lease is dropped. An
 interface or namespace that has gone ends the lease without a word to the
-server (nothing is left to release it from).
+server (nothing is left to release it from). A namespace the runtime dropped
+without a DEL (its path gone, no process in it: ``nsref.abandoned``) would live
+on only through our descriptor: its lease is released and the descriptor closed,
+so neither the namespace nor the address leaks (Go's daemon keeps both).
 
 ``renew_cap`` makes renewals earlier than T1 (a renewal every ``renew_cap``
 seconds at most): tests watch a renewal without waiting for dnsmasq's 2-minute
@@ -141,6 +144,15 @@ class Maintainer:
                            "ip": str(lease.ip)})
                 self._set_down()
                 self._drop(lease)
+                return
+            holder = lease.holder
+            if self.netns_fd is not None and nsref.abandoned(
+                    holder.netns, (holder.netns_dev, holder.netns_ino)):
+                self._log({"event": "dhcp-orphaned", "clientId": holder.client_id,
+                           "ip": str(lease.ip), "netns": holder.netns})
+                self.release()
+                self._drop(lease)
+                self._close_fd()
                 return
             rebind = now >= lease.rebind_at
             try:

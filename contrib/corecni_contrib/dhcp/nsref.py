@@ -69,7 +69,7 @@ def _matching(paths: Iterable[str], ident: tuple[int, int]) -> int | None:
 def stable_path(path: str, fd: int) -> str:
     """The path to record for a restart: ``path`` itself unless it is a transient
     descriptor path, then a named namespace with the same identity if there is one."""
-    if not _TRANSIENT.match(path):
+    if not is_transient(path):
         return path
     ident = identity(fd)
     for candidate in _candidates():
@@ -78,6 +78,30 @@ def stable_path(path: str, fd: int) -> str:
             if (st.st_dev, st.st_ino) == ident:
                 return candidate
     return path
+
+
+def is_transient(path: str) -> bool:
+    """A descriptor path (``/proc/<pid>/fd/N``): it names nothing once the call is over."""
+    return bool(_TRANSIENT.match(path))
+
+
+def _names(path: str, ident: tuple[int, int]) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == ident
+
+
+def abandoned(path: str, ident: tuple[int, int]) -> bool:
+    """True when the namespace the runtime gave as ``path`` is gone from its view: the
+    path no longer names it, no named namespace does, and no process lives in it (only
+    our descriptor keeps it). Never true for a transient path: then we cannot tell
+    a namespace the runtime keeps somewhere unusual from one it dropped."""
+    if is_transient(path) or _names(path, ident):
+        return False
+    return not any(_names(p, ident) for p in _candidates()) \
+        and not any(_names(p, ident) for p in _process_namespaces())
 
 
 def reopen(path: str, ident: tuple[int, int]) -> int | None:

@@ -102,6 +102,8 @@ class LeaseService:
         with self._guard:
             maintainers = list(self._leases.values())
             self._leases.clear()
+        for m in maintainers:  # all told first, so their exchanges end together
+            m.halt(timeout=0)
         for m in maintainers:
             m.stop()
         self.log({"event": "dhcp-service-stopped", "leases": len(maintainers)})
@@ -208,13 +210,17 @@ class LeaseService:
                 if uid != 0:
                     raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "permission denied",
                                    f"the DHCP lease service serves uid 0 only (peer {uid})")
-                request, fds = protocol.receive_request(conn)
+                try:
+                    request, fds = protocol.receive_request(conn)
+                except (ValueError, OSError) as exc:
+                    raise CNIError(ErrorCode.DECODING_FAILURE,
+                                   "bad request to the DHCP lease service", str(exc)) from None
                 reply = self.dispatch(request, fds)
             except CNIError as exc:
                 reply = protocol.error_reply(exc)
-            except (ValueError, OSError) as exc:
-                reply = protocol.error_reply(CNIError(ErrorCode.DECODING_FAILURE,
-                                                      "bad request to the DHCP lease service",
+            except OSError as exc:
+                reply = protocol.error_reply(CNIError(ErrorCode.IO_FAILURE,
+                                                      "DHCP lease service I/O failure",
                                                       str(exc)))
             except Exception as exc:  # one bad call never takes the service down
                 reply = protocol.error_reply(CNIError(ErrorCode.INTERNAL,
@@ -288,7 +294,11 @@ class LeaseService:
             lease = self._acquire(holder, fd, options, requested)
             try:
                 answer = self._answer(lease)
-                self.store.save(lease)
+                try:
+                    self.store.save(lease)
+                except OSError as exc:
+                    raise CNIError(ErrorCode.IO_FAILURE, "cannot persist the DHCP lease",
+                                   f"{self.store.directory}: {exc.strerror or exc}") from None
             except BaseException:
                 self._release_now(lease, fd)
                 os.close(fd)
