@@ -197,7 +197,8 @@ def test_lease_ping_renew_reuse_release(lab: Lab) -> None:
     # DEL: DHCPRELEASE, forgotten by the server and the service; DEL again is fine
     lab.ok("DEL", ctr)
     wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "dnsmasq to drop the lease")
-    assert any(address in line for line in lab.dnsmasq.log_lines("DHCPRELEASE"))
+    wait_for(lambda: any(address in line for line in lab.dnsmasq.log_lines("DHCPRELEASE")),
+             "dnsmasq to log the DHCPRELEASE")  # its log is written behind the lease file
     assert lab.stored() == []
     lab.ok("DEL", ctr)
     err = lab.error("CHECK", ctr, conf={**lab.conf(), "prevResult": result})
@@ -230,8 +231,11 @@ def test_daemon_restart_keeps_and_renews(lab: Lab, sig: signal.Signals) -> None:
     address = configure(ctr, result)
     lab.daemon.stop(sig)
     before = acks(lab, address)
+    renewed_before = len(lab.daemon.records("dhcp-renewed"))  # the log is appended to
     lab.start_daemon()
-    wait_for(lambda: acks(lab, address) >= before + 2, "renewals by the restarted daemon")
+    wait_for(lambda: len(lab.daemon.records("dhcp-renewed")) >= renewed_before + 2,
+             "renewals by the restarted daemon")
+    wait_for(lambda: acks(lab, address) >= before + 2, "the server to ACK them")
     reloaded = [r for r in lab.daemon.records("dhcp-reloaded") if r["ip"] == address]
     assert reloaded and reloaded[-1]["netnsFound"], lab.daemon.log.read_text()
     # the same attachment after the restart: the same lease, still one at the server
@@ -298,7 +302,7 @@ def test_namespace_dropped_without_del(lab: Lab) -> None:
     subprocess.run(["ip", "netns", "del", ns_name(ctr)], check=True)
     wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "the orphan's lease released")
     assert [r["ip"] for r in lab.daemon.records("dhcp-orphaned")] == [address]
-    assert lab.stored() == []
+    wait_for(lambda: lab.stored() == [], "the orphan's lease forgotten by the service")
     lab.ok("DEL", ctr)  # the late DEL still succeeds
 
 
