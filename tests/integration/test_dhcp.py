@@ -287,6 +287,12 @@ def test_macvlan_with_dhcp(lab: Lab, netns_factory: NsFactory, tmp_path: Path,
     assert "eth0" not in {link for link in _links(ctr)}
 
 
+def link_flags(ns: str, name: str) -> list[str]:
+    out = subprocess.run(["ip", "-n", ns_name(ns), "-j", "link", "show", name],
+                         capture_output=True, text=True, check=True).stdout
+    return [str(flag) for flag in json.loads(out)[0]["flags"]]
+
+
 def _links(ns: str) -> list[str]:
     out = subprocess.run(["ip", "-n", ns_name(ns), "-j", "link"], capture_output=True,
                          text=True, check=True).stdout
@@ -331,6 +337,18 @@ def test_errors(lab: Lab, netns_factory: NsFactory) -> None:
     err = lab.error("ADD", lonely, cid="lonely", conf=lab.conf(timeout="1s"))
     assert err["code"] == 11 and "no DHCP lease for eth0 within 1s" in err["msg"], err
     assert lab.stored() == [] and lab.dnsmasq.leases() == []
+    assert "UP" not in link_flags(lonely, "eth0")  # set up for DHCP, down again after
+    # the socket is root's only: another user cannot even connect
+    refused = subprocess.run(["/usr/bin/python3", "-c", "import socket, sys; "
+                              "socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
+                              lab.dhcp_socket], user=65534, capture_output=True, text=True,
+                             check=False)
+    assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused
+    status = {**lab.conf(), "cniVersion": "1.1.0"}
+    lab.ok("STATUS", ctr, conf=status)
+    err = lab.error("STATUS", ctr, conf={**status, "ipam": {
+        "type": "dhcp", "daemonSocketPath": "/nonexistent/dhcp.sock"}})
+    assert err["code"] == 50, err
     assert lab.ok("ADD", ctr)["ips"]  # the service is still fine
     lab.ok("DEL", ctr)
 

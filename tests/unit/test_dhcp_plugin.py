@@ -183,7 +183,7 @@ def test_default_socket_is_gos() -> None:
     ({"priority": "1"}, "ipam.priority"),
     ({"timeout": 0}, "ipam.timeout"),
     ({"timeout": "10 seconds"}, "ipam.timeout"),
-    ({"timeout": 3600}, "ipam.timeout"),
+    ({"timeout": 101}, "ipam.timeout"),
     ({"broadcast": 1}, "ipam.broadcast"),
 ])
 def test_bad_keys_are_code_7_naming_the_key(plugin: LoadedPlugin, ipam: dict[str, Any],

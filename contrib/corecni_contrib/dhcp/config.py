@@ -40,7 +40,8 @@ OPTION_NAMES = {
     "vendor-class-identifier": codec.OPT_VENDOR_CLASS,
 }
 DEFAULT_TIMEOUT = 10.0
-MAX_TIMEOUT = 600.0
+#: under ``corecni daemon`` a call has 120 s (``--timeout``): stay well inside it
+MAX_TIMEOUT = 100.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

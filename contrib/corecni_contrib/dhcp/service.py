@@ -315,9 +315,15 @@ class LeaseService:
                 raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
                                f"interface {holder.ifname} not found in the container's "
                                "network namespace", holder.netns)
-            transport.ensure_up(holder.ifname)
-            with transport.PacketTransport(holder.ifname) as tr:
-                return client.acquire(tr, options, requested)
+            raised = transport.ensure_up(holder.ifname)  # as Go's daemon does
+            try:
+                with transport.PacketTransport(holder.ifname) as tr:
+                    return client.acquire(tr, options, requested)
+            except BaseException:
+                if raised:  # no lease: leave the link as we found it
+                    with contextlib.suppress(OSError):
+                        transport.set_down(holder.ifname)
+                raise
         try:
             with netns_entered(nsref.fd_path(fd)):
                 binding = run()
