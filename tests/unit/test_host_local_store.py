@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import stat
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from corecni_contrib.host_local.store import Allocation, Store
+
+from corecni.kit import CNIError
 
 
 def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -47,6 +50,36 @@ def test_reserve_refuses_a_taken_address(tmp_path: Path) -> None:
         assert store.reserve("c1", "eth0", ip("10.0.0.5"), 0)
         assert not store.reserve("c2", "eth0", ip("10.0.0.5"), 0)
     assert (tmp_path / "n" / "10.0.0.5").read_bytes() == b"c1\r\neth0"
+
+
+@pytest.mark.parametrize("tmpfile", [True, False], ids=["O_TMPFILE", "no-O_TMPFILE"])
+def test_a_claim_never_exists_without_its_owner(tmp_path: Path, tmpfile: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails (as a process killed between create and write would) leaves
+    no file: an empty address file is one no DEL can find. Both the O_TMPFILE road
+    and the create-then-write fallback (filesystems without O_TMPFILE)."""
+    real_open, real_write = os.open, os.write
+    if not tmpfile:
+        def no_tmpfile(path: str, flags: int, mode: int = 0o777) -> int:
+            if flags & os.O_TMPFILE == os.O_TMPFILE:
+                raise OSError(errno.EOPNOTSUPP, "no O_TMPFILE here")
+            return real_open(path, flags, mode)
+        monkeypatch.setattr(os, "open", no_tmpfile)
+    with Store(str(tmp_path), "n") as store:
+        def failing_write(fd: int, data: bytes) -> int:
+            if data.startswith(b"c1"):
+                raise OSError(errno.ENOSPC, "no space left")
+            return real_write(fd, data)
+        monkeypatch.setattr(os, "write", failing_write)
+        with pytest.raises(CNIError, match=r"cannot reserve 10\.0\.0\.5"):
+            store.reserve("c1", "eth0", ip("10.0.0.5"), 0)
+        monkeypatch.setattr(os, "write", real_write)
+        assert not (tmp_path / "n" / "10.0.0.5").exists()
+        assert sorted(p.name for p in (tmp_path / "n").iterdir()) == ["lock"]
+        assert store.reserve("c2", "eth0", ip("10.0.0.5"), 0)
+        assert not store.reserve("c3", "eth0", ip("10.0.0.5"), 0)
+    assert (tmp_path / "n" / "10.0.0.5").read_bytes() == b"c2\r\neth0"
+    assert stat.S_IMODE((tmp_path / "n" / "10.0.0.5").stat().st_mode) == 0o600
 
 
 def test_last_reserved_ip(tmp_path: Path) -> None:

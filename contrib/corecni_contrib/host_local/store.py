@@ -3,7 +3,7 @@
 Layout of ``<dataDir>/<network>/`` (Go: ``backend/disk/backend.go``, ``lock.go``):
 
 * ``<ip>`` - one file per allocated address, named by the address in its
-  canonical text form (``10.1.2.3``, ``2001:db8::5``), created with ``O_EXCL``
+  canonical text form (``10.1.2.3``, ``2001:db8::5``), created exclusively
   and holding ``<containerID>\\r\\n<ifname>``; very old Go versions wrote only
   ``<containerID>``, which is still honoured when looking up and releasing;
 * ``last_reserved_ip.<range set index>`` - the last address reserved in that
@@ -19,6 +19,7 @@ the same time without handing out an address twice. New files get mode 0600
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import os
@@ -55,6 +56,57 @@ def _ip_of_name(name: str) -> IPAddress | None:
         return ipaddress.ip_address(name)
     except ValueError:
         return None
+
+
+def _create_whole(path: str, content: bytes) -> bool:
+    """Create ``path`` holding ``content``, all or nothing; False if it exists.
+
+    Go creates the file with ``O_EXCL`` and then writes it: a process killed in
+    between leaves an empty file, an address no DEL can find (only GC frees
+    it). Here the content is written to an unnamed file (``O_TMPFILE``) that is
+    then linked in under its name - the link is the exclusive claim, and a
+    process killed before it leaves nothing. Filesystems without ``O_TMPFILE``
+    get Go's create-then-write, with the file removed if the write fails.
+    """
+    directory = os.path.dirname(path)
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        return _create_then_write(path, content)
+    try:
+        os.write(fd, content)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # a dir fd makes Python call linkat(AT_SYMLINK_FOLLOW): plain link()
+            # would link the /proc symlink itself (EXDEV)
+            os.link(f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=dir_fd,
+                    follow_symlinks=True)
+        except FileExistsError:
+            return False
+        finally:
+            os.close(dir_fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _create_then_write(path: str, content: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return True
 
 
 class Store:
@@ -101,26 +153,17 @@ class Store:
     def reserve(self, container_id: str, ifname: str, ip: IPAddress, range_id: int) -> bool:
         """Claim ``ip``; False if some attachment already holds it.
 
-        The claim is the ``O_EXCL`` create, so even a writer that ignored the
-        lock could not take the same address; then ``last_reserved_ip.<id>``
-        records where the next search starts.
+        The claim is an exclusive create, so even a writer that ignored the lock
+        could not take the same address; then ``last_reserved_ip.<id>`` records
+        where the next search starts.
         """
         path = self._path(str(ip))
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        except FileExistsError:
+            claimed = _create_whole(path, f"{container_id.strip()}{LINE_BREAK}{ifname}".encode())
+        except OSError as exc:
+            raise io_failure(f"cannot reserve {ip}", exc) from None
+        if not claimed:
             return False
-        except OSError as exc:
-            raise io_failure(f"cannot reserve {ip}", exc) from None
-        try:
-            try:
-                os.write(fd, f"{container_id.strip()}{LINE_BREAK}{ifname}".encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            with contextlib.suppress(CNIError):
-                self._unlink(path)
-            raise io_failure(f"cannot reserve {ip}", exc) from None
         try:
             self._write(self._path(f"{LAST_RESERVED_PREFIX}{range_id}"), str(ip))
         except OSError as exc:
