@@ -224,15 +224,21 @@ def test_two_containers_two_leases_and_gc(lab: Lab) -> None:
     lab.ok("DEL", ctrs[0], cid="c0")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_daemon_restart_keeps_and_renews(lab: Lab, sig: signal.Signals) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "takeover"])
+def test_daemon_restart_keeps_and_renews(lab: Lab, how: str) -> None:
+    """Stopped, killed, or replaced by a new daemon on the same socket (which takes over:
+    the old one stops its services before the new one starts its own)."""
     ctr = lab.container()
     result = lab.ok("ADD", ctr)
     address = configure(ctr, result)
-    lab.daemon.stop(sig)
+    old = lab.daemon
+    if how != "takeover":
+        old.stop(getattr(signal, how))
     before = acks(lab, address)
     renewed_before = len(lab.daemon.records("dhcp-renewed"))  # the log is appended to
     lab.start_daemon()
+    assert old.proc.wait(30) == (-signal.SIGKILL if how == "SIGKILL" else 0)
+    assert len(old.records("dhcp-service-stopped")) == (0 if how == "SIGKILL" else 1)
     wait_for(lambda: len(lab.daemon.records("dhcp-renewed")) >= renewed_before + 2,
              "renewals by the restarted daemon")
     wait_for(lambda: acks(lab, address) >= before + 2, "the server to ACK them")
