@@ -217,6 +217,7 @@ struct cn_rule {
  * link only (0 entries when it does not exist). */
 int cn_dump_links(const char *netns, const char *name, struct cn_link **out);
 int cn_dump_addrs(const char *netns, int family, struct cn_addr **out);
+int cn_dump_addrs_of(const char *netns, int family, const char *ifname, struct cn_addr **out);
 int cn_dump_routes(const char *netns, int family, struct cn_route **out);
 int cn_dump_neighs(const char *netns, int family, struct cn_neigh **out);
 int cn_dump_qdiscs(const char *netns, struct cn_qdisc **out);

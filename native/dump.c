@@ -391,6 +391,7 @@ struct dump_ctx {
     struct vec v;
     struct names nm;
     int family;
+    int ifindex;             /* > 0: keep only records of this link */
 };
 
 /* The family header (ifaddrmsg, rtmsg, ndmsg: hdrlen bytes, the family
@@ -415,8 +416,8 @@ static int addr_cb(const struct nlmsghdr *h, void *arg)
 {
     struct dump_ctx *dc = arg;
     const struct ifaddrmsg *ifa = wanted(dc, h, sizeof *ifa);
-    if (ifa == NULL)
-        return 0;
+    if (ifa == NULL || (dc->ifindex > 0 && (int)ifa->ifa_index != dc->ifindex))
+        return 0;                      /* (another link: a kernel that did not filter) */
     struct nlattr *tb[IFA_MAX + 1];
     cn_parse_msg(tb, IFA_MAX, h, sizeof *ifa);
     struct cn_addr *a = vec_add(&dc->v);
@@ -526,6 +527,47 @@ int cn_dump_addrs(const char *netns, int family, struct cn_addr **out)
 {
     return dump_generic(netns, RTM_GETADDR, RTM_NEWADDR, family, sizeof(struct ifaddrmsg),
                         sizeof(struct cn_addr), addr_cb, (void **)out);
+}
+
+/* The addresses of one link: the request carries its index and the socket asks
+ * for strict checking, so the kernel (>= 4.20) dumps that link alone - the cost
+ * does not grow with the links of the namespace. Older kernels ignore the index
+ * and the records of other links are dropped here. */
+int cn_dump_addrs_of(const char *netns, int family, const char *ifname, struct cn_addr **out)
+{
+    *out = NULL;
+    if (ifname == NULL || ifname[0] == '\0' || strlen(ifname) >= IFNAMSIZ)
+        return 0;
+    int sock = cn_nl_socket(netns);
+    if (sock < 0)
+        return sock;
+    int index = cn_ifindex(sock, ifname);
+    if (index <= 0) {
+        close(sock);
+        return index == -ENODEV || index == 0 ? 0 : index;  /* no such link: none */
+    }
+    int one = 1;
+    (void)setsockopt(sock, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
+    struct dump_ctx dc = {.v = {.size = sizeof(struct cn_addr)}, .nm = {.sock = sock},
+                          .family = family, .ifindex = index};
+    struct nlbuf b;
+    nb_init(&b);
+    size_t off = nb_msg(&b, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, sizeof(struct ifaddrmsg));
+    if (!b.oom) {
+        struct ifaddrmsg *ifa = nb_hdr(&b, off);
+        ifa->ifa_family = (unsigned char)family;
+        ifa->ifa_index = (unsigned int)index;
+    }
+    nb_msg_end(&b, off);
+    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, RTM_NEWADDR, addr_cb, &dc);
+    nb_free(&b);
+    close(sock);
+    if (rc < 0) {
+        free(dc.v.p);
+        return rc;
+    }
+    *out = dc.v.p;
+    return dc.v.n;
 }
 
 int cn_dump_routes(const char *netns, int family, struct cn_route **out)

@@ -127,7 +127,8 @@ def ifb_name(network: str, container_id: str) -> str:
 
 def host_interface(backend: NetBackend, request: Request, prev: Result) -> Link:
     """The node end of the container's veth, which the previous result must list (Go's
-    ``getHostInterface``)."""
+    ``getHostInterface``: each node-side interface of the result is looked up by name
+    and compared with the veth's peer index - never a dump of the node's links)."""
     if not prev.interfaces:
         raise CNIError(ErrorCode.INTERNAL, "no interfaces provided")
     with kit.kernel_step(f"look up {request.ifname} in {request.netns}"):
@@ -135,51 +136,44 @@ def host_interface(backend: NetBackend, request: Request, prev: Result) -> Link:
     if inner is None or inner.kind != "veth" or not inner.peer_index:
         raise CNIError(ErrorCode.INTERNAL,
                        f"container interface {request.ifname} has no veth peer")
-    with kit.kernel_step("list the node's links"):
-        host = next((link for link in backend.links(None) if link.index == inner.peer_index),
-                    None)
-    if host is None:
-        raise CNIError(ErrorCode.INTERNAL,
-                       f"veth peer with index {inner.peer_index} is not in host ns")
-    if not any(i.sandbox == "" and i.name == host.name for i in prev.interfaces):
-        raise CNIError(ErrorCode.INTERNAL,
-                       "no veth peer of container interface found in host ns")
-    return host
+    for iface in prev.interfaces:
+        if iface.sandbox or not iface.name:
+            continue
+        with kit.kernel_step(f"look up {iface.name}"):
+            host = backend.link(iface.name, None)
+        if host is not None and host.index == inner.peer_index:
+            return host
+    raise CNIError(ErrorCode.INTERNAL, "no veth peer of container interface found in host ns",
+                   f"peer index {inner.peer_index}")
 
 
 # --- ADD ---------------------------------------------------------------------------------
 
-def _has_qdisc(backend: NetBackend, ifname: str, parent: int) -> bool:
-    """A qdisc someone added at ``parent`` (the kernel's defaults have handle 0)."""
-    with kit.kernel_step(f"list the qdiscs of {ifname}"):
-        return any(q.parent == parent and q.handle != 0 for q in backend.qdiscs(None, ifname))
-
-
 def _shape_ingress(backend: NetBackend, host: Link, shape: Shape, undo: kit.UndoStack) -> None:
-    """The undo is armed before the request only when the root was free: a failure
-    must not remove a qdisc that was there before (the add then fails with EEXIST)."""
-    if not _has_qdisc(backend, host.name, TC_H_ROOT):
-        undo.push(lambda: backend.batch(None).del_qdisc(host.name, missing_ok=True).commit())
+    """The undo is armed only once the tbf is in: the add is exclusive, so a root
+    someone else's qdisc holds fails it (EEXIST) and that qdisc is never removed."""
     with kit.kernel_step(f"create tbf qdisc on {host.name}"):
         backend.batch(None).add_qdisc(shape.qdisc(host.name)).commit()
+    undo.push(lambda: backend.batch(None).del_qdisc(host.name, missing_ok=True).commit())
 
 
 def _shape_egress(backend: NetBackend, host: Link, ifb: str, shape: Shape,
                   undo: kit.UndoStack) -> Interface:
-    """ifb (up, the host veth's MTU), then in one batch: the host veth's ingress qdisc,
-    the redirect filter and the ifb's tbf."""
+    """ifb (up, the host veth's MTU), the host veth's ingress qdisc (exclusive, its
+    undo armed once it is in), then in one batch the redirect filter and the ifb's
+    tbf."""
     with kit.kernel_step(f"create ifb device {ifb}"):
         backend.batch(None).add_ifb(ifb, mtu=host.mtu).set_link(ifb, up=True).commit()
     undo.push(lambda: backend.batch(None).del_link(ifb, missing_ok=True).commit())
     with kit.kernel_step(f"read back {ifb}"):
         link = backend.link(ifb, None)
-    if not _has_qdisc(backend, host.name, TC_H_INGRESS):
-        undo.push(lambda: backend.batch(None).del_qdisc(host.name, parent=TC_H_INGRESS,
-                                                        missing_ok=True).commit())
+    with kit.kernel_step(f"create ingress qdisc on {host.name}"):
+        backend.batch(None).add_qdisc(Qdisc(host.name, "ingress", handle=TC_H_INGRESS_HANDLE,
+                                            parent=TC_H_INGRESS)).commit()
+    undo.push(lambda: backend.batch(None).del_qdisc(host.name, parent=TC_H_INGRESS,
+                                                    missing_ok=True).commit())
     with kit.kernel_step(f"redirect {host.name} to {ifb} and shape it"):
         (backend.batch(None)
-         .add_qdisc(Qdisc(host.name, "ingress", handle=TC_H_INGRESS_HANDLE,
-                          parent=TC_H_INGRESS))
          .add_filter(Filter(host.name, TC_H_INGRESS_HANDLE, classid=CLASS_ID, redirect=ifb))
          .add_qdisc(shape.qdisc(ifb))
          .commit())

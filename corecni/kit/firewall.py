@@ -8,8 +8,14 @@ per rule. Chain names and comments are Go's, so a node can switch between
 Go's and corecni's plugins with live containers and either side's DEL finds
 the other's rules.
 
-Tools are exec'd, never imported: ``subprocess`` is loaded only when rules are
-actually written, keeping the exec path of a plugin without them light.
+The iptables tools are exec'd (``subprocess`` is loaded only when rules are
+actually written, keeping the exec path of a plugin without them light); nft
+runs in-process through libnftables when it loads (``nft_command``), else as
+the ``nft`` tool.
+
+nf_tables makes any transaction that deletes something (a rule, a set
+element, a flushed chain) wait for an RCU grace period, ~10 ms here, while one
+that only adds takes ~1 ms: an ADD fast path should add, never delete.
 """
 
 from __future__ import annotations
@@ -55,6 +61,84 @@ def find_tool(name: str) -> str | None:
     return None
 
 
+def _exited_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (a child: it stays until reaped) exits in time."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return True  # no pidfd here: the caller's wait blocks instead
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(1, int(seconds * 1000))))
+    finally:
+        os.close(fd)
+
+
+def _spawn(exe: str, args: Sequence[str], stdin: str) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of one tool run, killed after ``_TIMEOUT``.
+
+    Not ``subprocess.run(timeout=...)``: with a timeout, Python waits for the exit
+    by polling with sleeps (1 ms, then 2, 4 ... ms), which costs a short-lived
+    tool about a millisecond. Here the pipes are served until they close and the
+    exit is then awaited on a pidfd, so nothing sleeps.
+    """
+    import select
+    import selectors
+    import subprocess  # only when rules are actually written
+    import time
+
+    argv = [exe, *args]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + _TIMEOUT
+    data, sent = stdin.encode(), 0
+    out: list[bytes] = []
+    err: list[bytes] = []
+    sink = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    try:
+        with selectors.PollSelector() as sel:
+            if data:
+                sel.register(proc.stdin, selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(argv, _TIMEOUT)
+                for key, _ in sel.select(left):
+                    if key.fileobj is proc.stdin:
+                        try:
+                            sent += os.write(key.fd, data[sent:sent + select.PIPE_BUF])
+                        except BrokenPipeError:
+                            sent = len(data)
+                        if sent >= len(data):
+                            sel.unregister(proc.stdin)
+                            proc.stdin.close()
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        sink[key.fd].append(chunk)
+                    else:
+                        sel.unregister(key.fileobj)
+        if not _exited_within(proc.pid, deadline - time.monotonic()):
+            raise subprocess.TimeoutExpired(argv, _TIMEOUT)
+        status = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
+    return status, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")
+
+
 def run_tool(name: str, args: Sequence[str], stdin: str = "", what: str = "") -> str:
     """Run a netfilter tool in the caller's namespace; its failure is a CNI error."""
     import subprocess  # only when rules are actually written
@@ -64,16 +148,14 @@ def run_tool(name: str, args: Sequence[str], stdin: str = "", what: str = "") ->
         raise CNIError(ErrorCode.INTERNAL, f"{what or name}: {name} is not installed",
                        f"looked in PATH and {', '.join(_TOOL_DIRS)}")
     try:
-        proc = subprocess.run([exe, *args], input=stdin, capture_output=True, text=True,
-                              timeout=_TIMEOUT, check=False)
+        status, out, err = _spawn(exe, args, stdin)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CNIError(ErrorCode.INTERNAL, f"{what or name}: cannot run {name}",
                        str(exc)) from None
-    if proc.returncode != 0:
+    if status != 0:
         raise CNIError(ErrorCode.INTERNAL, f"{what or name}: {name} failed "
-                       f"(exit status {proc.returncode})",
-                       (proc.stderr.strip() or proc.stdout.strip())[-2000:])
-    return proc.stdout
+                       f"(exit status {status})", (err.strip() or out.strip())[-2000:])
+    return out
 
 
 def have_iptables() -> bool:
@@ -165,6 +247,135 @@ def iptables_restore(family: int, script: str, what: str = "") -> None:
 
 
 # --- nftables --------------------------------------------------------------------------
+#
+# nft is driven in-process through libnftables (the library the ``nft`` tool is a thin
+# front end of: same parser, same transaction, same messages), which saves a process
+# per call; without the library (or with CORECNI_NFT_EXEC=1) the ``nft`` tool is run.
+# A context is made per call, in the calling thread: its netlink socket then lives in
+# the namespace that thread is in (the node), exactly as a child process would.
+
+NFT_EXEC_ENV = "CORECNI_NFT_EXEC"
+_NFT_LIBRARY = "libnftables.so.1"
+_NFT_CTX_OUTPUT_JSON = 1 << 4
+_nft_lib: Any = None  # None: not loaded yet; False: not available
+_nft_lock: Any = None
+
+
+def _libnftables() -> Any:
+    """The loaded library, or None when it is missing (or exec is forced)."""
+    global _nft_lib, _nft_lock
+    if os.environ.get(NFT_EXEC_ENV) == "1":
+        return None
+    if _nft_lib is None:
+        import ctypes
+        import threading
+
+        try:
+            lib = ctypes.CDLL(_NFT_LIBRARY)
+        except OSError:
+            _nft_lib = False
+            return None
+        ptr, text = ctypes.c_void_p, ctypes.c_char_p
+        lib.nft_ctx_new.argtypes, lib.nft_ctx_new.restype = [ctypes.c_uint32], ptr
+        for name in ("nft_ctx_free", "nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, name).argtypes = [ptr]
+        lib.nft_ctx_output_set_flags.argtypes = [ptr, ctypes.c_uint]
+        lib.nft_run_cmd_from_buffer.argtypes = [ptr, text]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, name).argtypes, getattr(lib, name).restype = [ptr], text
+        _nft_lock = threading.Lock()  # libnftables keeps some process-wide state
+        _nft_lib = lib
+    return _nft_lib or None
+
+
+def _nft_in_process(script: str, json_output: bool) -> tuple[int, str, str] | None:
+    """(status, output, errors) of ``script`` run by libnftables; None without it."""
+    lib = _libnftables()
+    if lib is None:
+        return None
+    with _nft_lock:
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            return None
+        try:
+            lib.nft_ctx_buffer_output(ctx)  # never onto our stdout (a plugin's result)
+            lib.nft_ctx_buffer_error(ctx)
+            if json_output:
+                lib.nft_ctx_output_set_flags(ctx, _NFT_CTX_OUTPUT_JSON)
+            status = lib.nft_run_cmd_from_buffer(ctx, script.encode())
+            out = lib.nft_ctx_get_output_buffer(ctx) or b""
+            err = lib.nft_ctx_get_error_buffer(ctx) or b""
+        finally:
+            lib.nft_ctx_free(ctx)
+    return (1 if status else 0), out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _nft_exec(args: Sequence[str], stdin: str, what: str) -> tuple[int, str, str]:
+    import subprocess  # only when rules are actually written or read
+
+    exe = find_tool("nft")
+    if exe is None:
+        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft is not installed",
+                       f"looked in PATH and {', '.join(_TOOL_DIRS)}")
+    try:
+        return _spawn(exe, args, stdin)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: cannot run nft",
+                       str(exc)) from None
+
+
+def nft_command(script: str, json_output: bool = False, what: str = "") -> tuple[int, str, str]:
+    """(status, output, errors) of ``script`` (nft syntax, one transaction) in the
+    calling thread's namespace: in-process when libnftables loads, else ``nft -f -``."""
+    done = _nft_in_process(script, json_output)
+    if done is not None:
+        return done
+    return _nft_exec(["-j", "-f", "-"] if json_output else ["-f", "-"], script, what)
+
+
+def nft_run(script: str, what: str = "") -> None:
+    """One nft transaction in the caller's namespace; its failure is a CNI error."""
+    status, out, err = nft_command(script, what=what)
+    if status != 0:
+        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft failed "
+                       f"(exit status {status})", (err.strip() or out.strip())[-2000:])
+
+
+def _nft_listing(command: str, what: str) -> dict[str, Any] | None:
+    status, out, err = nft_command(command, json_output=True, what=what)
+    if status != 0:
+        if "No such file or directory" in err:
+            return None
+        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
+                       err.strip()[-2000:])
+    data = json.loads(out or "{}")
+    return data if isinstance(data, dict) else None
+
+
+def nft_list_table(family: str, table: str, what: str = "") -> dict[str, Any] | None:
+    """``nft -j list table`` as JSON, or None when the table does not exist."""
+    return _nft_listing(f"list table {family} {table}", what)
+
+
+def nft_chain_rules(family: str, table: str, chain: str,
+                    what: str = "") -> list[dict[str, Any]] | None:
+    """The rules of one chain (``nft -j list chain``: each rule's JSON body), or None
+    when the table or chain does not exist. The kernel answers for that chain
+    alone, so the cost does not depend on the rest of the table."""
+    listing = _nft_listing(f"list chain {family} {table} {chain}", what)
+    if listing is None:
+        return None
+    return [item["rule"] for item in listing.get("nftables", [])
+            if isinstance(item, dict) and isinstance(item.get("rule"), dict)]
+
+
+def nft_rule_jumps(rule: dict[str, Any], target: str) -> bool:
+    """Whether an ``nft -j`` rule body ends in ``jump <target>`` (also for a rule
+    iptables-nft wrote: its verdicts are native)."""
+    return any(isinstance(e, dict) and isinstance(e.get("jump"), dict)
+               and e["jump"].get("target") == target for e in rule.get("expr", []))
+
 
 def nft_string(text: str, limit: int = 128) -> str:
     """Text fit for an nft quoted string (a comment): nft cannot escape quotes, so
@@ -172,30 +383,18 @@ def nft_string(text: str, limit: int = 128) -> str:
     return text.replace('"', "").replace("\\", "")[:limit]
 
 
-def nft_run(script: str, what: str = "") -> None:
-    """One ``nft -f -`` transaction in the caller's namespace."""
-    run_tool("nft", ["-f", "-"], script, what)
+_IPTABLES_NFT: dict[str, bool] = {}
 
 
-def nft_list_table(family: str, table: str, what: str = "") -> dict[str, Any] | None:
-    """``nft -j list table`` as JSON, or None when the table does not exist."""
-    import subprocess  # only when rules are actually read
-
-    exe = find_tool("nft")
-    if exe is None:
-        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft is not installed")
-    try:
-        proc = subprocess.run([exe, "-j", "list", "table", family, table],
-                              capture_output=True, text=True, timeout=_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: cannot run nft", str(exc)) from None
-    if proc.returncode != 0:
-        if "No such file or directory" in proc.stderr:
-            return None
-        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
-                       proc.stderr.strip()[-2000:])
-    data = json.loads(proc.stdout or "{}")
-    return data if isinstance(data, dict) else None
+def iptables_is_nft(family: int = 4) -> bool:
+    """Whether ``ip(6)tables-restore`` is iptables-nft, whose rules nft can list
+    (legacy iptables keeps them where nft cannot see)."""
+    tool = RESTORE_TOOL[family]
+    if tool not in _IPTABLES_NFT:
+        exe = find_tool(tool)
+        name = os.path.basename(os.path.realpath(exe)) if exe else ""
+        _IPTABLES_NFT[tool] = "nft" in name
+    return _IPTABLES_NFT[tool]
 
 
 @attrs.frozen

@@ -686,8 +686,12 @@ class NativeBackend:
 
     def addresses(self, netns: str | None = None, ifname: str | None = None,
                   family: int | None = None) -> list[Address]:
-        return on_link(_dump("addresses", netns, "cn_addr", lib.cn_dump_addrs, family or 0,
-                             _address_of), ifname)
+        if ifname is not None:  # that link alone, filtered by the kernel
+            return on_link(_dump("addresses", netns, "cn_addr",
+                                 lambda ns, fam, out: int(lib.cn_dump_addrs_of(
+                                     ns, fam, os.fsencode(ifname), out)),
+                                 family or 0, _address_of), ifname)
+        return _dump("addresses", netns, "cn_addr", lib.cn_dump_addrs, family or 0, _address_of)
 
     def routes(self, netns: str | None = None, family: int | None = None,
                table: int | None = 254) -> list[Route]:

@@ -163,3 +163,26 @@ def test_unwritable_directory_is_io_failure(tmp_path: Path) -> None:
     with pytest.raises(CNIError) as info, Store(str(tmp_path / "file"), "n"):
         pass
     assert info.value.code == 5
+
+
+def test_attachment_hint_lives_outside_gos_directory(tmp_path: Path) -> None:
+    """The hint lets ADD and DEL skip reading every pod's file, but is never trusted
+    alone: an address is the attachment's only while its file says so."""
+    with Store(str(tmp_path), "n") as store:
+        assert store.reserve("c1", "eth0", ip("10.0.0.2"), 0)
+        store.remember("c1", "eth0", [ip("10.0.0.2")])
+        assert store.held_by("c1", "eth0") == [ip("10.0.0.2")]
+        assert store.held_by("c2", "eth0") == []  # no hint: a new attachment
+        # Go's directory holds only Go's files
+        assert sorted(p.name for p in (tmp_path / "n").iterdir()) == \
+            ["10.0.0.2", "last_reserved_ip.0", "lock"]
+        # a stale hint (the address released and taken by another pod) is not believed
+        store.release(ip("10.0.0.2"))
+        assert store.reserve("c2", "eth0", ip("10.0.0.2"), 0)
+        assert store.held_by("c1", "eth0") == []
+        assert store.release_by_id("c1", "eth0") == []
+        assert (tmp_path / "n" / "10.0.0.2").read_bytes() == b"c2\r\neth0"
+        # an attachment without a hint (Go made it) is found by reading the directory
+        (tmp_path / "n" / "10.0.0.7").write_bytes(b"c3\r\neth0")
+        assert store.release_by_id("c3", "eth0") == [ip("10.0.0.7")]
+    assert not list((tmp_path / ".corecni-ids" / "n").iterdir())

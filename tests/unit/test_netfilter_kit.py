@@ -179,7 +179,21 @@ def test_nft_elements_rendered() -> None:
     assert pm_nftables.elements(conf, v6) == [(names["dn6"], "tcp . 8080", "fd00::5 . 80"),
                                               (names["masq6"], "fd00::5 . fd00::5", "")]
     script = pm_nftables.render_add(conf, [v4, v6])
-    assert script.count("add element") == 6 and 'comment "abc123"' in script
+    marker = pm_nftables.marker(conf)
+    assert script.count("add element") == 7 and 'comment "abc123"' in script
+    assert f"add set inet corecni_portmap {marker} {{ type inet_service; }}" in script
+    # the fast path only adds: the elements, and one to the marker set (missing
+    # until the network's chains hold this config's rules)
+    fast = pm_nftables.render_add_fast(conf, [v4, v6]).splitlines()
+    assert fast[0] == f"add element inet corecni_portmap {marker} {{ 1 }}"
+    assert all(line.startswith("add element") for line in fast) and len(fast) == 7
+    other = PortMapConf.from_request(_request({"backend": "nftables", "snat": False,
+                                               "runtimeConfig": {"portMappings": [
+                                                   {"hostPort": 8080, "containerPort": 80}]}}))
+    assert pm_nftables.marker(other) != marker
+    assert pm_nftables.render_delete_known(conf, [v4]).splitlines() == [
+        f"delete element inet corecni_portmap {name} {{ {key} }}"
+        for name, key, _ in pm_nftables.elements(conf, v4)]
 
 
 def test_firewall_iptables_adds_only_missing() -> None:
@@ -207,6 +221,12 @@ def test_firewall_nft_isolation() -> None:
     assert f'add element inet corecni_firewall isolation {{ "cni0" : jump {chain} }}' in script
     assert f'add rule inet corecni_firewall {chain} oifname "cni0" drop' in script
     assert 'add element inet corecni_firewall ctr6 { fd00::5 comment "c1" }' in script
+    marker = fw_nftables.marker("CNI-ADMIN", "cni0", isolated=True)
+    assert marker != fw_nftables.marker("CNI-ADMIN", "cni0")
+    assert fw_nftables.render_add_fast("c1", [ipaddress.ip_address("fd00::5")], "CNI-ADMIN",
+                                       "cni0", isolated=True).splitlines() == [
+        f"add element inet corecni_firewall {marker} {{ 1 }}",
+        'add element inet corecni_firewall ctr6 { fd00::5 comment "c1" }']
 
 
 def test_netfilter_lock_serialises(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,6 +258,12 @@ def test_iptables_fast_paths_fail_whole_when_assumptions_break() -> None:
     assert fast[:2] == ["*nat", f"-N {dn}"]
     assert "-D" + pm_iptables.masq_rule(13)[2:] in fast
     assert fast[-2].startswith("-A CNI-HOSTPORT-DNAT") and fast[-1] == "COMMIT"
+    # once the shared rules were seen (read chain by chain), nothing is deleted
+    checked = pm_iptables.render_add_fast(conf, v4, checked=True).splitlines()
+    assert not [line for line in checked if line.startswith("-D")]
+    assert checked == [line for line in fast if line not in (
+        "-D" + pm_iptables.masq_rule(13)[2:], pm_iptables.masq_rule(13),
+        "-D" + pm_iptables.setmark_rule(13)[2:], pm_iptables.setmark_rule(13))]
     assert pm_iptables.render_del_fast(conf, 4).splitlines()[1].startswith(
         "-D CNI-HOSTPORT-DNAT -p tcp")
 
@@ -248,3 +274,5 @@ def test_firewall_fast_add_guards_on_the_admin_jump() -> None:
     assert lines[1] == "-D" + fw_iptables.admin_jump("CNI-ADMIN")[2:]
     assert lines[2].startswith("-I CNI-FORWARD 1 -m comment")
     assert lines[3:5] == fw_iptables.address_rules(ips[0]) and lines[-1] == "COMMIT"
+    checked = fw_iptables.render_add_fast(ips, "CNI-ADMIN", checked=True).splitlines()
+    assert checked == ["*filter", *fw_iptables.address_rules(ips[0]), "COMMIT"]

@@ -47,7 +47,7 @@ def meta_add(request: Request, prev_result: Result) -> Result:
 def meta_del(request: Request, prev_result: Result | None) -> None:
     conf = FirewallConf.from_request(request)
     if conf.backend == "nftables":
-        nftables.remove(drop={conf.container_id})
+        nftables.remove(drop={conf.container_id}, known=addresses(prev_result))
     elif conf.backend == "iptables":
         iptables.remove(addresses(prev_result))
     # firewalld: corecni never added anything there

@@ -12,9 +12,9 @@ and for ``ingressPolicy`` ``same-bridge`` (``isolated`` as in Go's master) the
 ``CNI-ISOLATION-STAGE-1/2`` chains, jumped to from the top of FORWARD. Rules are
 rendered as ``iptables-save`` prints them, so one read tells what exists and a
 single ``--noflush`` write adds only what is missing (Go: ``InsertUnique``). A
-new container on a set-up node with the ``open`` policy skips the read (see
-``render_add_fast``); a repeated ADD may then hold an address's rules twice, and
-DEL deletes copies until none is left.
+new container on a set-up node with the ``open`` policy skips the read of the
+table (see ``render_add_fast`` and ``shared_rules_present``); a repeated ADD may
+then hold an address's rules twice, and DEL deletes copies until none is left.
 Go's DEL removes the per-address rules only, keyed by address; so does this one,
 so either implementation's DEL cleans the other's ADD.
 """
@@ -24,7 +24,15 @@ from __future__ import annotations
 import ipaddress
 
 from corecni.kit import CNIError, ErrorCode
-from corecni.kit.firewall import SavedTable, iptables_restore, iptables_save, netfilter_lock
+from corecni.kit.firewall import (
+    SavedTable,
+    iptables_is_nft,
+    iptables_restore,
+    iptables_save,
+    netfilter_lock,
+    nft_chain_rules,
+    nft_rule_jumps,
+)
 
 FORWARD_CHAIN = "CNI-FORWARD"
 STAGE1, STAGE2 = "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"
@@ -110,27 +118,53 @@ def _by_family(ips: list[Address]) -> dict[int, list[Address]]:
     return out
 
 
-def render_add_fast(ips: list[Address], admin: str) -> str:
-    """The no-read ADD on a node whose chains exist: the admin jump is deleted and put
-    back first (``-D`` fails the whole transaction when the chain or the jump is
-    missing, and the caller reads instead), then the address rules are appended."""
+def render_add_fast(ips: list[Address], admin: str, checked: bool = False) -> str:
+    """The no-read ADD on a node whose chains exist: the address rules appended to
+    ``CNI-FORWARD`` (which fails the transaction when that chain is missing). Unless
+    ``checked`` (``shared_rules_present`` saw the jumps), the admin jump is deleted
+    and put back first too: ``-D`` fails the whole transaction when the chain or the
+    jump is missing and the caller reads instead, but a deletion costs the
+    transaction an RCU grace period (~10 ms)."""
     jump = admin_jump(admin)
-    return "\n".join(["*filter", "-D" + jump[2:], _insert(jump),
+    guard = [] if checked else ["-D" + jump[2:], _insert(jump)]
+    return "\n".join(["*filter", *guard,
                       *(rule for ip in ips for rule in address_rules(ip)), "COMMIT"]) + "\n"
 
 
+def shared_rules_present(family: int, admin: str) -> bool | None:
+    """The ``FORWARD`` jump to ``CNI-FORWARD`` and the admin chain, seen through nft
+    chain by chain (iptables-nft's rules are nf_tables rules; the cost does not
+    depend on the rest of the table). The admin jump inside ``CNI-FORWARD`` is not
+    read: that chain holds two rules per pod (a repeated ADD repairs it, CHECK
+    reports it). None when nft cannot see the rules (legacy iptables)."""
+    if not iptables_is_nft(family):
+        return None
+    table = "ip" if family == 4 else "ip6"
+    what = "firewall: read the shared chains"
+    try:
+        forward = nft_chain_rules(table, "filter", "FORWARD", what)
+        if forward is None or not any(nft_rule_jumps(r, FORWARD_CHAIN) for r in forward):
+            return False
+        return nft_chain_rules(table, "filter", admin, what) is not None
+    except CNIError:
+        return None
+
+
 def add(ips: list[Address], admin: str, bridge: str | None, isolated: bool) -> None:
-    """Per family: one ``*-restore`` without a read for an ``open`` policy on a set-up
-    node (so the cost does not grow with the node's rules); otherwise, or when that
-    fails, one ``*-save`` read and one ``*-restore`` of what is missing."""
+    """Per family: one ``*-restore`` without a read of the table for an ``open``
+    policy on a set-up node (so the cost does not grow with the node's rules);
+    otherwise, or when that fails, one ``*-save`` read and one ``*-restore`` of what
+    is missing."""
     for family, mine in sorted(_by_family(ips).items()):
         what = f"firewall: open IPv{family} forwarding"
         if bridge is None:
-            try:
-                iptables_restore(family, render_add_fast(mine, admin))
-                continue
-            except CNIError:
-                pass
+            present = shared_rules_present(family, admin)
+            if present is not False:
+                try:
+                    iptables_restore(family, render_add_fast(mine, admin, bool(present)))
+                    continue
+                except CNIError:
+                    pass
         with netfilter_lock(LOCK):
             script = render_add(iptables_save(family, "filter", what), mine, admin, bridge,
                                 isolated)

@@ -33,14 +33,15 @@ def _attachment(request: Request) -> tuple[str, str]:
 
 @hookimpl
 def ipam_add(request: Request) -> Result:
-    """One address per range set; the attachment's existing addresses come back as they are."""
+    """One address per range set; the attachment's existing addresses come back as they are
+    (found by the store's hint: see ``store.Store.held_by``)."""
     cfg = load_config(request)
     container_id, ifname = _attachment(request)
     dns = parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
     wanted = assign_requested(cfg.ranges, cfg.requested_ips)
     leases: list[Lease] = []
     with Store(cfg.data_dir, cfg.name) as store:
-        held = store.get_by_id(container_id, ifname)
+        held = store.held_by(container_id, ifname)
         try:
             for index, rangeset in enumerate(cfg.ranges):
                 allocator = Allocator(rangeset, store, index)
@@ -57,6 +58,8 @@ def ipam_add(request: Request) -> Result:
                     with contextlib.suppress(CNIError):
                         store.release(lease.ip)
             raise
+        if any(lease.fresh for lease in leases):
+            store.remember(container_id, ifname, [lease.ip for lease in leases])
     return Result(cni_version=request.cni_version or CURRENT,
                   ips=tuple(lease.ip_config() for lease in leases),
                   routes=cfg.routes, dns=dns)
@@ -112,6 +115,8 @@ def plugin_gc(request: Request) -> None:
                 keep = (alloc.container_id, alloc.ifname) in valid
             if not keep:
                 store.release(alloc.ip)
+                if alloc.ifname is not None:
+                    store.forget(alloc.container_id, alloc.ifname)
 
 
 @hookimpl

@@ -14,6 +14,16 @@ Because both implementations use the same file names, contents and ``flock``
 on the same ``lock`` file, Go and corecni plugins can serve one network at
 the same time without handing out an address twice. New files get mode 0600
 (upstream Go since v1.2; v1.1.1 used 0644): they name containers.
+
+Finding an attachment's addresses in that layout means reading every file
+(Go's ``GetByID`` walks the directory on every ADD and DEL), which costs more
+the more pods the node holds. corecni keeps a hint beside it, outside Go's
+directory: ``<dataDir>/.corecni-ids/<network>/<hash of containerID+ifname>``
+lists the addresses its ADD reserved for the attachment. The hint is never
+trusted alone - each address is kept only if its file still names the
+attachment - and an attachment without one (its ADD was Go's, or older) is
+found by reading the directory, as before. So ADD reads no other pod's file,
+and DEL reads them only for attachments corecni did not make.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import ipaddress
 import os
 from types import TracebackType
@@ -35,6 +46,7 @@ LAST_RESERVED_PREFIX = "last_reserved_ip."
 LINE_BREAK = "\r\n"
 FILE_MODE = 0o600
 DIR_MODE = 0o755
+HINT_DIR = ".corecni-ids"  # in dataDir: not a valid network name, never Go's
 
 
 def io_failure(what: str, exc: OSError) -> CNIError:
@@ -119,6 +131,7 @@ class Store:
 
     def __init__(self, data_dir: str, network: str) -> None:
         self.directory = os.path.join(data_dir, network)
+        self.hints = os.path.join(data_dir, HINT_DIR, network)
         self._lock_fd: int | None = None
 
     # -- locking -------------------------------------------------------------
@@ -225,6 +238,55 @@ class Store:
     def find_by_id(self, container_id: str, ifname: str) -> bool:
         return bool(self.get_by_id(container_id, ifname))
 
+    # -- the attachment hint (see the module docstring) -------------------------
+    def _hint_path(self, container_id: str, ifname: str) -> str:
+        key = f"{container_id.strip()}{LINE_BREAK}{ifname}".encode()
+        return os.path.join(self.hints, hashlib.sha256(key).hexdigest()[:32])
+
+    def _holds(self, ip: IPAddress, container_id: str, ifname: str) -> bool:
+        try:
+            fd = os.open(self._path(str(ip)), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        want = f"{container_id.strip()}{LINE_BREAK}{ifname}".encode()
+        return data.strip() == want
+
+    def hinted(self, container_id: str, ifname: str) -> list[IPAddress] | None:
+        """The attachment's addresses by its hint, each checked against its file;
+        None when there is no hint (then only reading the directory can tell)."""
+        try:
+            with open(self._hint_path(container_id, ifname), "rb") as fh:
+                text = fh.read(65536).decode("ascii", "replace")
+        except OSError:
+            return None
+        found = (_ip_of_name(line.strip()) for line in text.splitlines())
+        return [ip for ip in found if ip is not None and self._holds(ip, container_id, ifname)]
+
+    def remember(self, container_id: str, ifname: str, ips: list[IPAddress]) -> None:
+        """Write the attachment's hint (best effort: a hint that cannot be written
+        only means a later lookup reads the directory)."""
+        path = self._hint_path(container_id, ifname)
+        with contextlib.suppress(OSError):
+            os.makedirs(self.hints, 0o700, exist_ok=True)
+            self._write(path + ".tmp", "".join(f"{ip}\n" for ip in ips))
+            os.replace(path + ".tmp", path)
+
+    def forget(self, container_id: str, ifname: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._hint_path(container_id, ifname))
+
+    def held_by(self, container_id: str, ifname: str) -> list[IPAddress]:
+        """What ADD needs: the attachment's addresses by its hint; with no hint, none
+        (a new attachment: no other pod's file is read). An attachment whose ADD
+        was Go's is not seen here, which matters only to a repeated ADD of it."""
+        return self.hinted(container_id, ifname) or []
+
     # -- releasing -----------------------------------------------------------
     def release(self, ip: IPAddress) -> None:
         self._unlink(self._path(str(ip)))
@@ -233,8 +295,15 @@ class Store:
         """Release the attachment's addresses; legacy id-only files only if none matched.
 
         That fallback order is Go's: a container with files in both formats keeps
-        its legacy ones until a later DEL.
+        its legacy ones until a later DEL. With a hint naming live files, those are
+        released without reading the directory.
         """
+        hinted = self.hinted(container_id, ifname)
+        if hinted:
+            for ip in hinted:
+                self.release(ip)
+            self.forget(container_id, ifname)
+            return hinted
         cid = container_id.strip()
         held = self.allocations()
         mine = [a.ip for a in held if a.container_id == cid and a.ifname == ifname]
@@ -242,6 +311,8 @@ class Store:
             mine = [a.ip for a in held if a.container_id == cid and a.ifname is None]
         for ip in mine:
             self.release(ip)
+        if hinted is not None:
+            self.forget(container_id, ifname)
         return mine
 
     @staticmethod

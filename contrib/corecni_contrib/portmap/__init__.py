@@ -90,7 +90,12 @@ def meta_del(request: Request, prev_result: Result | None) -> None:
         conf = PortMapConf(request.config.name, request.container_id,
                            backend if backend in ("iptables", "nftables") else "iptables")
     if conf.backend == "nftables":
-        nftables.remove(conf.network, drop={request.container_id})
+        # the exact elements are deleted without a read only when one of them is the
+        # container's own (its masquerade pair): a host port key alone may belong to
+        # another container, the one whose mapping made this container's ADD fail
+        known = (conf, _ips(conf, request, prev_result)) \
+            if prev_result is not None and conf.snat and conf.mappings else None
+        nftables.remove(conf.network, drop={request.container_id}, known=known)
     else:
         # with a previous result only its families can hold rules (ADD writes no other)
         families = tuple(sorted({ip.version for ip in _ips(conf, request, prev_result)})) \

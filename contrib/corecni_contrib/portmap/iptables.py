@@ -16,12 +16,14 @@ switch implementations with live pods. Rules are rendered in the canonical form
 
 Go runs one ``iptables`` process per rule and per lookup. Here a new container
 on a node whose shared chains exist costs one ``*-restore --noflush`` per family
-and no read, so the cost does not grow with the rules already on the node; the
-transaction is built to fail as a whole when that assumption does not hold (see
-``render_add_fast``). Otherwise - first container, repeated ADD, repairs - it is
-one ``*-save`` read (declaring an existing shared chain would flush other
-containers' jumps) and one ``*-restore`` write, under a node-wide lock so a
-concurrent ADD cannot change the answer in between. DEL likewise: ``-D`` of the
+and no read of the table, so the cost does not grow with the rules already on
+the node: the shared rules are seen by listing their (small) chains through
+nft (``shared_rules_present``), and the transaction is built to fail as a whole
+when the chains it relies on are missing (see ``render_add_fast``). Otherwise -
+first container, repeated ADD, repairs - it is one ``*-save`` read (declaring an
+existing shared chain would flush other containers' jumps) and one ``*-restore``
+write, under a node-wide lock so a concurrent ADD cannot change the answer in
+between. DEL likewise: ``-D`` of the
 exact jumps when the mappings are known, else read and delete what is there.
 """
 
@@ -29,14 +31,18 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 from corecni.kit import CNIError, ErrorCode
 from corecni.kit.firewall import (
     SavedTable,
     format_hash,
+    iptables_is_nft,
     iptables_restore,
     iptables_save,
     netfilter_lock,
+    nft_chain_rules,
+    nft_rule_jumps,
     quote_comment,
     rule_comment,
 )
@@ -187,21 +193,66 @@ def render_del(saved: SavedTable, chains: list[str]) -> str | None:
     return "\n".join([*script, "COMMIT"]) + "\n"
 
 
-def render_add_fast(conf: PortMapConf, ip: IPInterface) -> str:
+def render_add_fast(conf: PortMapConf, ip: IPInterface, checked: bool = False) -> str:
     """The no-read ADD of a new container on a node that has the shared chains.
 
-    ``-N`` fails when the container's chain exists (a repeated ADD), a jump to a
-    missing chain fails, and the shared SETMARK/MASQ rules are deleted and added
-    back (``-D`` fails when one is missing): any failure aborts the whole
-    transaction and the caller takes the read-then-write path, which repairs.
+    ``-N`` fails when the container's chain exists (a repeated ADD), and a jump to
+    a missing chain fails: any failure aborts the whole transaction and the caller
+    takes the read-then-write path, which repairs. Unless ``checked`` (the shared
+    rules were seen by ``shared_rules_present``), the shared SETMARK/MASQ rules are
+    deleted and added back too (``-D`` fails when one is missing); that deletion
+    costs the transaction an RCU grace period (~10 ms), which ``checked`` avoids.
     """
     chain = dnat_chain(conf.network, conf.container_id)
     lines = ["*nat", f"-N {chain}"]
-    if conf.snat and conf.external_set_mark_chain is None:
+    if conf.snat and conf.external_set_mark_chain is None and not checked:
         for rule in (setmark_rule(conf.mark_masq_bit), masq_rule(conf.mark_masq_bit)):
             lines += ["-D" + rule[2:], rule]
     lines += chain_rules(conf, ip) + entry_rules(conf, ip.version)
     return "\n".join([*lines, "COMMIT"]) + "\n"
+
+
+def _xt_target(rule: dict[str, Any], name: str) -> bool:
+    return any(isinstance(e, dict) and isinstance(e.get("xt"), dict)
+               and e["xt"].get("type") == "target" and e["xt"].get("name") == name
+               for e in rule.get("expr", []))
+
+
+def _matches_mark(rule: dict[str, Any], bit: int) -> bool:
+    return any(isinstance(e, dict) and isinstance(e.get("match"), dict)
+               and e["match"].get("right") == 1 << bit for e in rule.get("expr", []))
+
+
+def shared_rules_present(conf: PortMapConf, family: int) -> bool | None:
+    """Whether the shared rules a new container relies on are there, read chain by
+    chain through nft (iptables-nft's rules are nf_tables rules; each listing costs
+    the same whatever else the table holds): the ``PREROUTING``/``OUTPUT`` jumps,
+    the SETMARK rule and the MASQ rule with this ``markMasqBit``. The masquerade
+    jump in ``POSTROUTING`` is not read: that chain holds a rule per masqueraded
+    pod, and reading it would cost more the more pods the node has (a
+    ``POSTROUTING`` flushed under live pods is repaired by a repeated ADD and
+    reported by CHECK). None when nft cannot see the rules (legacy iptables).
+    """
+    if not iptables_is_nft(family):
+        return None
+    table = "ip" if family == 4 else "ip6"
+    what = "portmap: read the shared chains"
+    try:
+        for parent in ("PREROUTING", "OUTPUT"):
+            rules = nft_chain_rules(table, "nat", parent, what)
+            if rules is None or not any(nft_rule_jumps(r, DNAT_CHAIN) for r in rules):
+                return False
+        if conf.snat and conf.external_set_mark_chain is None:
+            setmark = nft_chain_rules(table, "nat", SETMARK_CHAIN, what)
+            masq = nft_chain_rules(table, "nat", MASQ_CHAIN, what)
+            if setmark is None or not any(_xt_target(r, "MARK") for r in setmark):
+                return False
+            if masq is None or not any(_xt_target(r, "MASQUERADE")
+                                       and _matches_mark(r, conf.mark_masq_bit) for r in masq):
+                return False
+    except CNIError:
+        return None
+    return True
 
 
 def render_del_fast(conf: PortMapConf, family: int) -> str:
@@ -223,11 +274,13 @@ def _try(family: int, script: str) -> bool:
 
 def add(conf: PortMapConf, ips: list[IPInterface]) -> None:
     """Per family, v4 first: one ``*-restore`` of a new container when the node is set
-    up (no read, so the cost does not grow with the node's rules); otherwise one
-    ``*-save`` read and one ``*-restore`` write under the lock."""
+    up (no read of the table, so the cost does not grow with the node's rules);
+    otherwise one ``*-save`` read and one ``*-restore`` write under the lock."""
     for ip in sorted(ips, key=lambda ip: ip.version):
         what = f"portmap: set up IPv{ip.version} port forwarding"
-        if not _try(ip.version, render_add_fast(conf, ip)):
+        present = shared_rules_present(conf, ip.version)
+        if present is False or not _try(ip.version,
+                                         render_add_fast(conf, ip, checked=bool(present))):
             with netfilter_lock(LOCK):
                 saved = iptables_save(ip.version, "nat", what)
                 iptables_restore(ip.version, render_add(conf, ip, saved), what)

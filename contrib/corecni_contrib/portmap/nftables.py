@@ -12,13 +12,19 @@ its name) owns:
 * base chains ``pre-h``/``out-h`` (DNAT at prerouting and output, after the
   network's ``conditionsV4``/``conditionsV6``) and ``post-h`` (masquerade).
 
-A container's ADD is one ``nft -f`` that declares those (idempotent: the chains
-are flushed and refilled with the same few rules) and *adds elements* commented
-with the container ID, so the work per ADD does not depend on how many
-containers the node holds. DEL and GC read the table once and delete the
-elements whose comment names a container (``delete element``), in one
-transaction. A host port another container of the network holds is refused
-(the kernel answers EEXIST for the whole transaction): nothing is half-written.
+A container's ADD is one nft transaction that *adds elements* commented with
+the container ID, so the work per ADD does not depend on how many containers
+the node holds; it also adds to the network's marker set (``v-<h>-<hash of the
+rules>``), which fails the transaction when the network's chains are not in
+place with the current config's rules. Then, once per network (or config
+change), the chains are declared, flushed and refilled and the marker made, in
+the same transaction as the elements. Nothing on the ADD path deletes (an
+nf_tables transaction that deletes waits for an RCU grace period, ~10 ms).
+DEL deletes the container's elements in one transaction: exactly those ADD
+wrote when the mappings and previous result are known, else it reads the table
+once and deletes the elements whose comment names the container (also GC).
+A host port another container of the network holds is refused (the kernel
+answers EEXIST for the whole transaction): nothing is half-written.
 """
 
 from __future__ import annotations
@@ -116,26 +122,58 @@ def elements(conf: PortMapConf, ip: IPInterface) -> list[tuple[str, str, str]]:
     return out
 
 
-def render_add(conf: PortMapConf, ips: Iterable[IPInterface]) -> str:
-    lines = _declare(conf)
+def marker(conf: PortMapConf) -> str:
+    """The network's marker set, named by a hash of its chains and rules as
+    ``_declare`` renders them: it exists only once those rules are in place."""
+    digest = format_hash(12, "", "\n".join(_declare(conf)))
+    return f"v-{net_hash(conf.network)}-{digest}"
+
+
+def _element_lines(conf: PortMapConf, ips: Iterable[IPInterface]) -> list[str]:
     comment = nft_string(conf.container_id)
+    lines = []
     for ip in ips:
         for name, key, value in elements(conf, ip):
             tail = f" : {value}" if value else ""
             lines.append(f'add element inet {TABLE} {name} {{ {key} comment "{comment}"{tail} }}')
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def render_add_fast(conf: PortMapConf, ips: Iterable[IPInterface]) -> str:
+    """A container on a network whose chains are in place: its elements only (and an
+    element of the marker set, which fails the transaction when the marker - so the
+    network's current rules - is missing). Nothing is deleted or flushed: in
+    nf_tables a transaction that deletes waits for an RCU grace period."""
+    return "\n".join([f"add element inet {TABLE} {marker(conf)} {{ 1 }}",
+                      *_element_lines(conf, ips)]) + "\n"
+
+
+def render_add(conf: PortMapConf, ips: Iterable[IPInterface]) -> str:
+    """The whole declaration (chains flushed and refilled), the marker, the elements."""
+    name = marker(conf)
+    return "\n".join([*_declare(conf), f"add set inet {TABLE} {name} {{ type inet_service; }}",
+                      f"add element inet {TABLE} {name} {{ 1 }}",
+                      *_element_lines(conf, ips)]) + "\n"
+
+
+def _conflict(conf: PortMapConf, exc: CNIError) -> CNIError:
+    return CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
+                    f"portmap: a host port of container {conf.container_id} is already "
+                    f"mapped to another container on network {conf.network!r}", exc.details)
 
 
 def add(conf: PortMapConf, ips: list[IPInterface]) -> None:
-    try:
-        nft_run(render_add(conf, ips), "portmap: set up port forwarding")
-    except CNIError as exc:
-        if "File exists" in exc.details:
-            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
-                           f"portmap: a host port of container {conf.container_id} is already "
-                           f"mapped to another container on network {conf.network!r}",
-                           exc.details) from None
-        raise
+    """One transaction adding elements; the first ADD of a network (or of a changed
+    config) declares its chains first."""
+    for script in (render_add_fast(conf, ips), render_add(conf, ips)):
+        try:
+            nft_run(script, "portmap: set up port forwarding")
+            return
+        except CNIError as exc:
+            if "File exists" in exc.details:
+                raise _conflict(conf, exc) from None
+            if script != render_add_fast(conf, ips):
+                raise
 
 
 def _owned(listing: object, network: str) -> list[NftElement]:
@@ -148,8 +186,27 @@ def render_delete(items: Iterable[NftElement]) -> str:
     return "".join(f"delete element inet {TABLE} {e.set_name} {{ {e.key} }}\n" for e in items)
 
 
-def remove(network: str, keep: set[str] | None = None, drop: set[str] | None = None) -> None:
-    """Delete the elements of containers in ``drop`` (DEL) or not in ``keep`` (GC)."""
+def render_delete_known(conf: PortMapConf, ips: Iterable[IPInterface]) -> str:
+    """``delete element`` of exactly the elements ADD wrote (it fails as a whole when
+    one is missing, and the caller reads the table instead)."""
+    return "".join(f"delete element inet {TABLE} {name} {{ {key} }}\n"
+                   for ip in ips for name, key, _ in elements(conf, ip))
+
+
+def remove(network: str, keep: set[str] | None = None, drop: set[str] | None = None,
+           known: tuple[PortMapConf, list[IPInterface]] | None = None) -> None:
+    """Delete the elements of containers in ``drop`` (DEL) or not in ``keep`` (GC).
+
+    ``known`` (a DEL that has the mappings and the previous result) first deletes
+    exactly those elements without reading the table."""
+    if known is not None and known[1]:
+        script = render_delete_known(*known)
+        if script:
+            try:
+                nft_run(script, "portmap: remove port forwarding")
+                return
+            except CNIError:
+                pass  # one is missing (or was never added): read what is there
     listing = nft_list_table("inet", TABLE, "portmap: read port forwarding")
     if listing is None:
         return
