@@ -15,12 +15,16 @@ container namespace, all inside a throwaway "node" namespace per column
   bridge, host-local, portmap, firewall, tuning and bandwidth;
 * ``corecni``   - corecni's runtime (``CNIRuntime``) with those in-process.
 
-Printed: per-pod ADD and DEL mean and p99 (ms) and each column's ratio to Go.
-Then the scaling check: the mean ADD of 10 more pods when 10 and when 500 pods
-are already attached, for corecni in-process on each portmap backend and for
-Go (the rule work per pod should not grow with the pods on the node).
+Printed: per-pod ADD and DEL mean and p99 (ms) and each column's ratio to Go,
+plus a row for corecni in-process with the other portmap/firewall backend
+(Debian's Go 1.1.1 plugins know iptables only). Then the scaling check: the
+mean ADD of 10 more pods when 10 and when 500 pods are already attached, for
+corecni in-process on each portmap backend and for Go (the rule work per pod
+should not grow with the pods on the node). The machine's load average is
+printed beside the figures; ``--profile`` adds each in-process plugin's share.
 
     python -m bench.chain [-n 50] [--scale 500] [--no-scale] [--backend iptables]
+                          [--profile]
 
 Needs root, Go (golang-go) and Debian's libcni source (golang-github-appc-cni-dev)
 to build the driver, and Go's plugins in /usr/lib/cni.
@@ -126,7 +130,12 @@ def go_caller(driver: str, cni_path: str, node: str, conf_path: Path, cache: Pat
     return call
 
 
-def corecni_caller(conf: dict[str, Any], node: str, tmp: Path) -> Call:
+#: per (command, plugin type): ms of each call, filled when --profile is on
+Timings = dict[tuple[str, str], list[float]]
+
+
+def corecni_caller(conf: dict[str, Any], node: str, tmp: Path,
+                   timings: Timings | None = None) -> Call:
     from corecni import netns
     from corecni.registry import Registry
     from corecni.runtime import CNIRuntime
@@ -135,7 +144,23 @@ def corecni_caller(conf: dict[str, Any], node: str, tmp: Path) -> Call:
     registry = Registry(path=(GO_DIR,), entry_points=False)
     for plugin_type, target in ours().items():
         registry.register(plugin_type, target)
-    runtime = CNIRuntime(path=(GO_DIR,), cache_dir=str(tmp / "cache"), registry=registry)
+    cls = CNIRuntime
+    if timings is not None:
+        record = timings
+
+        class TimedRuntime(CNIRuntime):
+            """Times each plugin call (host-local runs inside bridge's)."""
+
+            def _call(self, command: str, net: Any, plugin: Any, *rest: Any,
+                      **kw: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return super()._call(command, net, plugin, *rest, **kw)
+                finally:
+                    record.setdefault((command, plugin.type), []).append(
+                        (time.perf_counter() - start) * 1000)
+        cls = TimedRuntime
+    runtime = cls(path=(GO_DIR,), cache_dir=str(tmp / "cache"), registry=registry)
     net = NetworkConfigList.from_dict(conf)
 
     def call(verb: str, ctr: str, cid: str, capargs: dict[str, Any]) -> None:
@@ -160,7 +185,8 @@ def install_ours(bindir: Path) -> str:
 
 
 @contextmanager
-def column(kind: str, driver: str, backend: str, root: Path) -> Iterator[tuple[Call, Namespaces]]:
+def column(kind: str, driver: str, backend: str, root: Path,
+           timings: Timings | None = None) -> Iterator[tuple[Call, Namespaces]]:
     """A fresh node namespace and the caller of one column."""
     spaces = Namespaces()
     tmp = Path(tempfile.mkdtemp(dir=root))
@@ -168,7 +194,7 @@ def column(kind: str, driver: str, backend: str, root: Path) -> Iterator[tuple[C
         node = spaces.make("node")
         conf = conflist(tmp, "benchnet", backend)
         if kind == "corecni":
-            yield corecni_caller(conf, node, tmp), spaces
+            yield corecni_caller(conf, node, tmp, timings), spaces
         else:
             conf_path = tmp / "net.conflist"
             conf_path.write_text(json.dumps(conf))
@@ -189,9 +215,9 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def run_column(kind: str, driver: str, backend: str, n: int,
-               root: Path) -> tuple[list[float], list[float]]:
-    with column(kind, driver, backend, root) as (call, spaces):
+def run_column(kind: str, driver: str, backend: str, n: int, root: Path,
+               timings: Timings | None = None) -> tuple[list[float], list[float]]:
+    with column(kind, driver, backend, root, timings) as (call, spaces):
         ctrs = [spaces.make("ctr") for _ in range(n)]
         adds = [timed(call, "add", ctr, f"pod{i}", caps(i)) for i, ctr in enumerate(ctrs)]
         dels = [timed(call, "del", ctr, f"pod{i}", caps(i)) for i, ctr in enumerate(ctrs)]
@@ -199,11 +225,13 @@ def run_column(kind: str, driver: str, backend: str, n: int,
 
 
 def scale_column(kind: str, driver: str, backend: str, attached: tuple[int, ...], extra: int,
-                 root: Path) -> dict[int, float]:
+                 root: Path, timings: dict[int, Timings] | None = None) -> dict[int, float]:
     """Mean ADD of ``extra`` pods once ``attached`` pods are on the node (filled with
     corecni in-process, whatever the column: only the measured ADDs differ)."""
     out: dict[int, float] = {}
-    with column(kind, driver, backend, root) as (call, spaces):
+    measured: Timings = {}
+    with column(kind, driver, backend, root, measured if timings is not None else None) \
+            as (call, spaces):
         fill = call if kind == "corecni" else None
         done = 0
         for target in attached:
@@ -212,12 +240,26 @@ def scale_column(kind: str, driver: str, backend: str, attached: tuple[int, ...]
                 (fill or call)("add", ctr, f"fill{done}", caps(done))
                 done += 1
             samples = []
+            measured.clear()
             for j in range(extra):
                 ctr = spaces.make("ctr")
                 samples.append(timed(call, "add", ctr, f"m{target}-{j}", caps(5000 + j)))
                 call("del", ctr, f"m{target}-{j}", caps(5000 + j))
             out[target] = statistics.mean(samples)
+            if timings is not None:
+                timings[target] = {k: list(v) for k, v in measured.items()}
     return out
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def breakdown(timings: Timings, command: str, pods: int) -> str:
+    """Mean ms per pod of each plugin for ``command`` (host-local is inside bridge)."""
+    parts = [f"{ptype} {sum(v) / pods:.1f}" for (cmd, ptype), v in timings.items()
+             if cmd == command]
+    return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,37 +267,58 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=50, help="pods per column (default 50)")
     parser.add_argument("--backend", default="iptables", choices=("iptables", "nftables"),
-                        help="portmap/firewall backend of the ADD/DEL columns")
+                        help="portmap/firewall backend of the ADD/DEL columns (Go's 1.1.1 "
+                             "plugins always use iptables)")
     parser.add_argument("--scale", type=int, default=500,
                         help="pods attached for the scaling check (default 500)")
     parser.add_argument("--no-scale", action="store_true", help="skip the scaling check")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print each in-process plugin's mean ms per pod")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.chain needs root (network namespaces)", file=sys.stderr)
         return 2
     root = Path(tempfile.mkdtemp(prefix="ccni-bench-chain-"))
+    other = "nftables" if args.backend == "iptables" else "iptables"
     try:
         driver = build_driver(root)
         print(f"chain bridge -> portmap -> firewall -> tuning -> bandwidth, {args.n} pods, "
-              f"4 port mappings each, backend {args.backend}; ms per pod")
-        print(f"{'column':<12} {'ADD mean':>9} {'ADD p99':>9} {'DEL mean':>9} {'DEL p99':>9}"
+              f"4 port mappings each, backend {args.backend}; ms per pod; {load()}")
+        print(f"{'column':<16} {'ADD mean':>9} {'ADD p99':>9} {'DEL mean':>9} {'DEL p99':>9}"
               f" {'ADD vs Go':>10} {'DEL vs Go':>10}")
         rows = {}
-        for kind in ("go", "go+corecni", "corecni"):
-            adds, dels = run_column(kind, driver, args.backend, args.n, root)
-            rows[kind] = (statistics.mean(adds), p99(adds), statistics.mean(dels), p99(dels))
+        profiles: dict[str, Timings] = {}
+        for label, kind, backend in (("go", "go", args.backend),
+                                     ("go+corecni", "go+corecni", args.backend),
+                                     ("corecni", "corecni", args.backend),
+                                     (f"corecni {other[:3]}", "corecni", other)):
+            timings: Timings | None = {} if args.profile and kind == "corecni" else None
+            adds, dels = run_column(kind, driver, backend, args.n, root, timings)
+            if timings is not None:
+                profiles[label] = timings
+            rows[label] = (statistics.mean(adds), p99(adds), statistics.mean(dels), p99(dels))
             go_add, _, go_del, _ = rows["go"]
-            add_mean, add_p99, del_mean, del_p99 = rows[kind]
-            print(f"{kind:<12} {add_mean:9.1f} {add_p99:9.1f} {del_mean:9.1f} {del_p99:9.1f}"
+            add_mean, add_p99, del_mean, del_p99 = rows[label]
+            print(f"{label:<16} {add_mean:9.1f} {add_p99:9.1f} {del_mean:9.1f} {del_p99:9.1f}"
                   f" {go_add / add_mean:9.1f}x {go_del / del_mean:9.1f}x", flush=True)
+        print(f"(the last row: corecni in-process with portmap/firewall backend {other}; "
+              f"{load()})")
+        for label, timings in profiles.items():
+            print(f"  {label} ADD per plugin: {breakdown(timings, 'ADD', args.n)}")
+            print(f"  {label} DEL per plugin: {breakdown(timings, 'DEL', args.n)}")
         if not args.no_scale:
             print(f"\nADD mean of 10 pods with 10 and with {args.scale} pods attached (ms)")
             for kind, backend in (("corecni", "iptables"), ("corecni", "nftables"),
                                   ("go", "iptables")):
-                means = scale_column(kind, driver, backend, (10, args.scale), 10, root)
+                scale_timings: dict[int, Timings] | None = \
+                    {} if args.profile and kind == "corecni" else None
+                means = scale_column(kind, driver, backend, (10, args.scale), 10, root,
+                                     scale_timings)
                 print(f"{kind + ' ' + backend:<20} 10: {means[10]:7.1f}   {args.scale}: "
-                      f"{means[args.scale]:7.1f}   growth {means[args.scale] / means[10]:.2f}x",
-                      flush=True)
+                      f"{means[args.scale]:7.1f}   growth {means[args.scale] / means[10]:.2f}x"
+                      f"   ({load()})", flush=True)
+                for attached, timings in (scale_timings or {}).items():
+                    print(f"  at {attached}: {breakdown(timings, 'ADD', 10)}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -331,7 +331,9 @@ def nft_command(script: str, json_output: bool = False, what: str = "") -> tuple
     done = _nft_in_process(script, json_output)
     if done is not None:
         return done
-    return _nft_exec(["-j", "-f", "-"] if json_output else ["-f", "-"], script, what)
+    if json_output:  # ``-j -f -`` would read stdin as JSON input first, consuming it
+        return _nft_exec(["-j", script], "", what)
+    return _nft_exec(["-f", "-"], script, what)
 
 
 def nft_run(script: str, what: str = "") -> None:
@@ -358,16 +360,30 @@ def nft_list_table(family: str, table: str, what: str = "") -> dict[str, Any] | 
     return _nft_listing(f"list table {family} {table}", what)
 
 
-def nft_chain_rules(family: str, table: str, chain: str,
-                    what: str = "") -> list[dict[str, Any]] | None:
-    """The rules of one chain (``nft -j list chain``: each rule's JSON body), or None
-    when the table or chain does not exist. The kernel answers for that chain
-    alone, so the cost does not depend on the rest of the table."""
-    listing = _nft_listing(f"list chain {family} {table} {chain}", what)
-    if listing is None:
-        return None
-    return [item["rule"] for item in listing.get("nftables", [])
-            if isinstance(item, dict) and isinstance(item.get("rule"), dict)]
+def nft_chain_rules(family: str, table: str, *chains: str,
+                    what: str = "") -> dict[str, list[dict[str, Any]]] | None:
+    """The rules of a few chains (``nft -j list chain``, each rule's JSON body, by
+    chain), read in one call; None when the table or any of the chains does not
+    exist. The kernel answers for those chains alone, so the cost does not depend
+    on the rest of the table."""
+    command = "; ".join(f"list chain {family} {table} {chain}" for chain in chains)
+    status, out, err = nft_command(command, json_output=True, what=what)
+    if status != 0:
+        if "No such file or directory" in err:
+            return None
+        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
+                       err.strip()[-2000:])
+    found: dict[str, list[dict[str, Any]]] = {chain: [] for chain in chains}
+    decoder, text, pos = json.JSONDecoder(), out.strip(), 0
+    while pos < len(text):  # one JSON document per listed chain
+        doc, pos = decoder.raw_decode(text, pos)
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        for item in doc.get("nftables", []) if isinstance(doc, dict) else []:
+            rule = item.get("rule") if isinstance(item, dict) else None
+            if isinstance(rule, dict) and rule.get("chain") in found:
+                found[str(rule["chain"])].append(rule)
+    return found
 
 
 def nft_rule_jumps(rule: dict[str, Any], target: str) -> bool:

@@ -8,6 +8,7 @@ it is pinned exactly.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -276,3 +277,64 @@ def test_firewall_fast_add_guards_on_the_admin_jump() -> None:
     assert lines[3:5] == fw_iptables.address_rules(ips[0]) and lines[-1] == "COMMIT"
     checked = fw_iptables.render_add_fast(ips, "CNI-ADMIN", checked=True).splitlines()
     assert checked == ["*filter", *fw_iptables.address_rules(ips[0]), "COMMIT"]
+
+
+def _nft_rule(chain: str, *expr: dict[str, Any]) -> dict[str, Any]:
+    return {"rule": {"family": "ip", "table": "nat", "chain": chain, "expr": list(expr)}}
+
+
+def _listing(*chains: tuple[str, list[dict[str, Any]]]) -> str:
+    """What ``nft -j`` prints for several ``list chain`` commands: one document each."""
+    return "\n".join(json.dumps({"nftables": [{"chain": {"name": name}}, *rules]})
+                     for name, rules in chains)
+
+
+def test_portmap_shared_rules_seen_chain_by_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """iptables-nft's shared rules are read from their own chains (never the whole
+    table); a missing jump, mark or chain sends ADD down the read-then-repair path."""
+    conf = PortMapConf.from_request(_request({"backend": "iptables", "runtimeConfig": {
+        "portMappings": [{"hostPort": 8080, "containerPort": 80}]}}))
+    jump = {"jump": {"target": "CNI-HOSTPORT-DNAT"}}
+    mark = {"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 8192]},
+                      "right": 8192}}
+    chains = {"PREROUTING": [_nft_rule("PREROUTING", jump)],
+              "OUTPUT": [_nft_rule("OUTPUT", jump)],
+              "CNI-HOSTPORT-SETMARK": [_nft_rule("CNI-HOSTPORT-SETMARK", {"xt": {
+                  "type": "target", "name": "MARK"}})],
+              "CNI-HOSTPORT-MASQ": [_nft_rule("CNI-HOSTPORT-MASQ", mark, {"xt": {
+                  "type": "target", "name": "MASQUERADE"}})]}
+    asked: list[str] = []
+
+    def fake(script: str, json_output: bool = False, what: str = "") -> tuple[int, str, str]:
+        asked.append(script)
+        names = [part.split()[-1] for part in script.split("; ")]
+        if any(name not in chains for name in names):
+            return 1, "", "Error: No such file or directory"
+        return 0, _listing(*((name, chains[name]) for name in names)), ""
+
+    monkeypatch.setattr(firewall, "nft_command", fake)
+    monkeypatch.setattr(pm_iptables, "iptables_is_nft", lambda family=4: True)
+    assert pm_iptables.shared_rules_present(conf, 4) is True
+    assert asked == ["list chain ip nat PREROUTING; list chain ip nat OUTPUT; "
+                     "list chain ip nat CNI-HOSTPORT-SETMARK; list chain ip nat CNI-HOSTPORT-MASQ"]
+    other_bit = PortMapConf.from_request(_request({"backend": "iptables", "markMasqBit": 14,
+                                                   "runtimeConfig": {"portMappings": [
+                                                       {"hostPort": 8080, "containerPort": 80}]}}))
+    assert pm_iptables.shared_rules_present(other_bit, 4) is False
+    chains["OUTPUT"] = []
+    assert pm_iptables.shared_rules_present(conf, 4) is False
+    del chains["OUTPUT"]
+    assert pm_iptables.shared_rules_present(conf, 4) is False
+    monkeypatch.setattr(pm_iptables, "iptables_is_nft", lambda family=4: False)
+    assert pm_iptables.shared_rules_present(conf, 4) is None  # legacy: nft cannot tell
+
+
+def test_firewall_shared_rules_seen_chain_by_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    listing = _listing(("FORWARD", [_nft_rule("FORWARD", {"jump": {"target": "CNI-FORWARD"}})]),
+                       ("CNI-ADMIN", []))
+    monkeypatch.setattr(firewall, "nft_command", lambda *a, **k: (0, listing, ""))
+    monkeypatch.setattr(fw_iptables, "iptables_is_nft", lambda family=4: True)
+    assert fw_iptables.shared_rules_present(4, "CNI-ADMIN") is True
+    monkeypatch.setattr(firewall, "nft_command",
+                        lambda *a, **k: (1, "", "Error: No such file or directory"))
+    assert fw_iptables.shared_rules_present(4, "CNI-ADMIN") is False

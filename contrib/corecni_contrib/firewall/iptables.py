@@ -140,14 +140,12 @@ def shared_rules_present(family: int, admin: str) -> bool | None:
     if not iptables_is_nft(family):
         return None
     table = "ip" if family == 4 else "ip6"
-    what = "firewall: read the shared chains"
     try:
-        forward = nft_chain_rules(table, "filter", "FORWARD", what)
-        if forward is None or not any(nft_rule_jumps(r, FORWARD_CHAIN) for r in forward):
-            return False
-        return nft_chain_rules(table, "filter", admin, what) is not None
+        rules = nft_chain_rules(table, "filter", "FORWARD", admin,
+                                what="firewall: read the shared chains")
     except CNIError:
         return None
+    return rules is not None and any(nft_rule_jumps(r, FORWARD_CHAIN) for r in rules["FORWARD"])
 
 
 def add(ips: list[Address], admin: str, bridge: str | None, isolated: bool) -> None:

@@ -236,23 +236,21 @@ def shared_rules_present(conf: PortMapConf, family: int) -> bool | None:
     if not iptables_is_nft(family):
         return None
     table = "ip" if family == 4 else "ip6"
-    what = "portmap: read the shared chains"
+    shared = conf.snat and conf.external_set_mark_chain is None
+    chains = ("PREROUTING", "OUTPUT", *((SETMARK_CHAIN, MASQ_CHAIN) if shared else ()))
     try:
-        for parent in ("PREROUTING", "OUTPUT"):
-            rules = nft_chain_rules(table, "nat", parent, what)
-            if rules is None or not any(nft_rule_jumps(r, DNAT_CHAIN) for r in rules):
-                return False
-        if conf.snat and conf.external_set_mark_chain is None:
-            setmark = nft_chain_rules(table, "nat", SETMARK_CHAIN, what)
-            masq = nft_chain_rules(table, "nat", MASQ_CHAIN, what)
-            if setmark is None or not any(_xt_target(r, "MARK") for r in setmark):
-                return False
-            if masq is None or not any(_xt_target(r, "MASQUERADE")
-                                       and _matches_mark(r, conf.mark_masq_bit) for r in masq):
-                return False
+        rules = nft_chain_rules(table, "nat", *chains, what="portmap: read the shared chains")
     except CNIError:
         return None
-    return True
+    if rules is None:
+        return False
+    if not all(any(nft_rule_jumps(r, DNAT_CHAIN) for r in rules[parent])
+               for parent in ("PREROUTING", "OUTPUT")):
+        return False
+    return not shared or (
+        any(_xt_target(r, "MARK") for r in rules[SETMARK_CHAIN])
+        and any(_xt_target(r, "MASQUERADE") and _matches_mark(r, conf.mark_masq_bit)
+                for r in rules[MASQ_CHAIN]))
 
 
 def render_del_fast(conf: PortMapConf, family: int) -> str:
