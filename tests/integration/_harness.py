@@ -154,10 +154,12 @@ def leases(tmp: Path, network: str) -> list[str]:
 
 
 def reserved(ipam_dir: Path) -> list[str]:
-    """Addresses host-local still holds, in any network under ``ipam_dir``."""
+    """Addresses host-local still holds, in any network under ``ipam_dir`` (a network
+    name never starts with a dot: ``.corecni-ids`` holds host-local's hints)."""
     if not ipam_dir.exists():
         return []
-    return sorted(name for d in ipam_dir.iterdir() if d.is_dir() for name in _held(d))
+    return sorted(name for d in ipam_dir.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  for name in _held(d))
 
 
 # --- assertions --------------------------------------------------------------------------
