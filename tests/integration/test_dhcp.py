@@ -373,3 +373,39 @@ def test_bridge_runs_ipam_first(lab: Lab, netns_factory: NsFactory, tmp_path: Pa
         runtime.add(listed, ctr)
     assert info.value.code == 4 and "interface eth0 not found" in info.value.msg
     assert _links(ctr) == ["lo"] and lab.stored() == []
+
+
+def test_lease_reattached_by_check_after_restart(lab: Lab, tmp_path: Path) -> None:
+    """A namespace the restarted service cannot find (kept by the runtime at a path of its
+    own, seen under the daemon as /proc/<pid>/fd/N): the lease is kept, not renewed, and
+    the attachment's next CHECK hands the namespace back; renewals resume."""
+    named = lab.container()
+    pinned = tmp_path / "runtime-netns"
+    pinned.touch()
+    subprocess.run(["mount", "--bind", named, str(pinned)], check=True)
+    try:
+        subprocess.run(["ip", "netns", "del", ns_name(named)], check=True)  # only ours now
+        ctr = str(pinned)
+        result = lab.ok("ADD", ctr)
+        address = configure_at(ctr, result)
+        lab.daemon.stop(signal.SIGKILL)
+        lab.start_daemon()
+        [reloaded] = [r for r in lab.daemon.records("dhcp-reloaded")]
+        assert reloaded["ip"] == address and not reloaded["netnsFound"]
+        lab.ok("CHECK", ctr, conf={**lab.conf(), "prevResult": result})
+        assert [r["ip"] for r in lab.daemon.records("dhcp-reattached")] == [address]
+        renewed = len(lab.daemon.records("dhcp-renewed"))
+        wait_for(lambda: len(lab.daemon.records("dhcp-renewed")) > renewed,
+                 "a renewal after the re-attach")
+        lab.ok("DEL", ctr)
+        wait_for(lambda: lab.dnsmasq.leases() == [], "the lease released")
+    finally:
+        subprocess.run(["umount", str(pinned)], check=False)
+
+
+def configure_at(ns_path: str, result: dict[str, Any]) -> str:
+    """``configure`` for a namespace that has no ``ip netns`` name."""
+    address = result["ips"][0]["address"]
+    for args in (["addr", "add", address, "dev", "eth0"], ["link", "set", "eth0", "up"]):
+        subprocess.run(["nsenter", f"--net={ns_path}", "ip", *args], check=True)
+    return str(address.split("/")[0])

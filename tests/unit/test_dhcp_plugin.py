@@ -120,7 +120,8 @@ def test_del_check_status_gc_requests(plugin: LoadedPlugin, service: FakeService
     run(plugin, "GC", gc)
     ops = [r for r, _ in service.requests]
     assert ops == [{"op": "release", "containerID": "c1", "network": "dnet", "ifname": "eth0"},
-                   {"op": "check", "containerID": "c1", "network": "dnet", "ifname": "eth0"},
+                   {"op": "check", "containerID": "c1", "network": "dnet", "ifname": "eth0",
+                    "netns": "/proc/self/ns/net"},
                    {"op": "status"},
                    {"op": "gc", "network": "dnet", "valid": [["c9", "net1"]]}]
 

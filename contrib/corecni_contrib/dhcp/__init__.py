@@ -52,14 +52,18 @@ def _result(request: Request, conf: DhcpConfig, answer: dict[str, object]) -> Re
                   routes=tuple(routes))
 
 
-@hookimpl
-def ipam_add(request: Request) -> Result:
-    conf = DhcpConfig.from_request(request)
+def _open_netns(request: Request) -> int:
     try:
-        fd = os.open(request.netns, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(request.netns, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "cannot open the network namespace",
                        f"{request.netns}: {exc.strerror}") from None
+
+
+@hookimpl
+def ipam_add(request: Request) -> Result:
+    conf = DhcpConfig.from_request(request)
+    fd = _open_netns(request)
     try:
         answer = protocol.call(conf.socket_path, {
             "op": "allocate", **_holder(request), "netns": os.path.abspath(request.netns),
@@ -87,8 +91,13 @@ def ipam_del(request: Request) -> None:
 @hookimpl
 def ipam_check(request: Request) -> None:
     conf = DhcpConfig.from_request(request)
-    answer = protocol.call(conf.socket_path, {"op": "check", **_holder(request)},
-                           timeout=ANSWER_MARGIN)
+    fd = _open_netns(request)  # lets a restarted service re-attach a lease it lost track of
+    try:
+        answer = protocol.call(conf.socket_path, {
+            "op": "check", **_holder(request), "netns": os.path.abspath(request.netns)},
+            fd, timeout=ANSWER_MARGIN)
+    finally:
+        os.close(fd)
     prev = request.prev_result
     if prev is None:
         return

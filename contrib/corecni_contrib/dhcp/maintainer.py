@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from corecni.kit import netns_entered
 from corecni_contrib.dhcp import client, nsref, transport
-from corecni_contrib.dhcp.lease import Lease
+from corecni_contrib.dhcp.lease import Holder, Lease
 
 MIN_RETRY = 1.0
 MAX_RETRY = 60.0
@@ -66,15 +68,22 @@ class Maintainer:
         self.halt(timeout)
         self._close_fd()
 
-    def adopt(self, netns_fd: int) -> None:
+    def adopt(self, netns_fd: int, holder: Holder | None = None) -> bool:
         """A namespace descriptor for a lease that had none (after a restart) or a
-        newer one; takes ownership of ``netns_fd``."""
+        newer one; takes ownership of ``netns_fd``. With ``holder`` (the namespace's
+        path and identity as the caller knows them now), the lease records it; True
+        when that changed the lease (the caller persists it)."""
         with self._lock:
             old, self.netns_fd = self.netns_fd, netns_fd
+            changed = False
+            if holder is not None and holder != self.lease.holder:
+                self.lease = attrs.evolve(self.lease, holder=holder)
+                changed = True
         if old is not None:
             with contextlib.suppress(OSError):
                 os.close(old)
         self._wake.set()
+        return changed
 
     def _close_fd(self) -> None:
         with self._lock:
@@ -175,6 +184,7 @@ class Maintainer:
                            "ip": str(lease.ip), "rebind": rebind, "error": str(exc),
                            "retry_in": round(wait, 1)})
                 continue
+            new = attrs.evolve(new, holder=self.lease.holder)  # adopted meanwhile?
             if self._stop.is_set():  # stopped meanwhile: the renewal still counts, keep it
                 self._save(new)
                 self.lease = new

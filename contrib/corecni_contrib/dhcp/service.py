@@ -250,7 +250,10 @@ class LeaseService:
             self.release(*holder_fields)
             return {"ok": True}
         if op == "check":
-            return self.check(*holder_fields)
+            answer = self.check(*holder_fields)
+            if fds:  # re-attach a lease whose namespace was not found after a restart
+                self._reattach(*holder_fields, str(request.get("netns", "")), fds)
+            return answer
         if op == "allocate":
             if not fds:
                 raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
@@ -284,7 +287,9 @@ class LeaseService:
             with self._guard:
                 held = self._leases.get(cid)
             if held is not None and time.time() < held.lease.expires_at:
-                held.adopt(fd)  # the same attachment: same lease, never a second one
+                # the same attachment: same lease, never a second one
+                if held.adopt(fd, holder):
+                    self.store.save(held.lease)
                 self.log({"event": "dhcp-reused", "clientId": cid, "ip": str(held.lease.ip)})
                 return self._answer(held.lease)
             requested = None
@@ -387,6 +392,21 @@ class LeaseService:
             raise CNIError(ErrorCode.INTERNAL, f"the DHCP lease of {ifname} has expired",
                            f"{held.lease.ip}, client id {cid!r}")
         return self._answer(held.lease)
+
+    def _reattach(self, container_id: str, network: str, ifname: str, netns_path: str,
+                  fds: list[int]) -> None:
+        cid = Holder(container_id, network, ifname, "").client_id
+        with self._guard:
+            held = self._leases.get(cid)
+        if held is None or held.netns_fd is not None:
+            return
+        fd = fds.pop(0)
+        dev, ino = nsref.identity(fd)
+        holder = Holder(container_id, network, ifname, nsref.stable_path(netns_path, fd),
+                        dev, ino)
+        if held.adopt(fd, holder):
+            self.store.save(held.lease)
+        self.log({"event": "dhcp-reattached", "clientId": cid, "ip": str(held.lease.ip)})
 
     def gc(self, network: str, valid: set[tuple[str, str]]) -> dict[str, Any]:
         """Release this network's leases whose attachment is not in ``valid``."""
