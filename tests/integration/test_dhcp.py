@@ -28,7 +28,16 @@ import pytest
 from corecni import daemon_wire as wire
 from corecni import launcher
 from corecni.spec.errors import CNIError
-from corecni.testing import NodeCni, addrs, ip, ns_name, ping, plugin_runtime, plugin_target
+from corecni.testing import (
+    GO_PLUGINS,
+    NodeCni,
+    addrs,
+    ip,
+    ns_name,
+    ping,
+    plugin_runtime,
+    plugin_target,
+)
 from tests._daemon import DaemonProc, start_daemon
 from tests.integration._dhcp_lab import (
     SERVER_IP,
@@ -409,3 +418,34 @@ def configure_at(ns_path: str, result: dict[str, Any]) -> str:
     for args in (["addr", "add", address, "dev", "eth0"], ["link", "set", "eth0", "up"]):
         subprocess.run(["nsenter", f"--net={ns_path}", "ip", *args], check=True)
     return str(address.split("/")[0])
+
+
+@pytest.mark.skipif(not os.path.exists(f"{GO_PLUGINS}/dhcp"),
+                    reason="Debian's Go plugins (containernetworking-plugins) missing")
+def test_node_switches_from_gos_dhcp_daemon(lab: Lab, tmp_path: Path) -> None:
+    """Go's ``dhcp daemon`` got the lease; the node moves to corecni's service: the same
+    attachment gets the same address (Go's client identifier), never a second lease."""
+    ctr = lab.container()
+    ip(ctr, "link", "set", "eth0", "up")
+    go_sock = str(tmp_path / "go" / "dhcp.sock")
+    go_daemon = subprocess.Popen([f"{GO_PLUGINS}/dhcp", "daemon", "-socketpath", go_sock],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: os.path.exists(go_sock), "Go's dhcp daemon socket")
+        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1",
+               "CNI_NETNS": ctr, "CNI_IFNAME": "eth0", "CNI_PATH": GO_PLUGINS}
+        go_conf = {**lab.conf(daemonSocketPath=go_sock), "cniVersion": "0.4.0"}
+        out = subprocess.run([f"{GO_PLUGINS}/dhcp"], input=json.dumps(go_conf).encode(),
+                             env=env, capture_output=True, check=False, timeout=60)
+        assert out.returncode == 0, out
+        go_address = json.loads(out.stdout)["ips"][0]["address"]
+    finally:
+        go_daemon.terminate()  # Go's daemon keeps its leases at the server when it stops
+        go_daemon.wait(10)
+    assert [e.client_id for e in lab.dnsmasq.leases()] == [client_id_hex("c1")]
+    ours = lab.ok("ADD", ctr)
+    assert ours["ips"][0]["address"] == go_address
+    assert [(e.ip, e.client_id) for e in lab.dnsmasq.leases()] == \
+        [(go_address.split("/")[0], client_id_hex("c1"))]
+    lab.ok("DEL", ctr)
+    wait_for(lambda: lab.dnsmasq.leases() == [], "corecni's DEL to release it")
