@@ -12,6 +12,11 @@ hands frames over with offloaded, not yet computed, checksums).
 
 The socket is created inside the container's namespace (the caller enters it)
 and stays bound to it: the object can then be used from any thread.
+
+Cost: the kernel waits for an RCU grace period (``synchronize_net``, ~10 ms)
+whenever a packet socket's protocol hook is unregistered. The socket is
+therefore created with protocol 0 (no hook) and hooked once by ``bind``, and
+closed by a background thread, so neither wait is on a CNI call's path.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import contextlib
 import errno
 import fcntl
 import ipaddress
+import queue
 import select
 import socket
 import struct
+import threading
 import time
 
 from corecni_contrib.dhcp import codec
@@ -33,6 +40,26 @@ CLIENT_PORT, SERVER_PORT = 68, 67
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+_closing: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+_closer: list[threading.Thread] = []
+_closer_lock = threading.Lock()
+
+
+def _close_queued() -> None:
+    while True:
+        _closing.get().close()
+
+
+def _close_later(sock: socket.socket) -> None:
+    """Close ``sock`` on the closer thread (its unhooking waits for an RCU grace period)."""
+    with _closer_lock:
+        if not _closer:
+            _closer.append(threading.Thread(target=_close_queued, daemon=True,
+                                            name="dhcp-closer"))
+            _closer[0].start()
+    _closing.put(sock)
 
 
 def checksum(data: bytes) -> int:
@@ -79,8 +106,8 @@ class PacketTransport:
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
         self.ifindex = socket.if_nametoindex(ifname)
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                                  socket.htons(ETH_P_IP))
+        # protocol 0: no hook yet, so bind does not unhook (an RCU wait) before hooking
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
         try:
             self.sock.bind((ifname, ETH_P_IP))
             self.mac = hardware_address(ifname)
@@ -89,7 +116,7 @@ class PacketTransport:
             raise
 
     def close(self) -> None:
-        self.sock.close()
+        _close_later(self.sock)
 
     def __enter__(self) -> PacketTransport:
         return self
