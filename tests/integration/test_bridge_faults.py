@@ -1,19 +1,39 @@
 """bridge ADD that fails leaves the node as it found it (issue 12, items 10, 11, 14).
 
-Run without the runtime's rollback, so what stays is what the plugin itself left:
-no bridge this ADD created (nor its gateway address), no veth, no lease. A bridge
-that was there before (shared with other pods) stays, with its addresses.
+Most run without the runtime's rollback, so what stays is what the plugin itself
+left: no bridge this ADD created (nor its gateway address), no veth, no lease. A
+bridge that was there before (shared with other pods) stays, with its addresses.
+With the rollback (``rolling``), a later plugin of the chain fails and the bridge's
+DEL removes the bridge its ADD created (``corecni_contrib.bridge.owner``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from corecni.spec.errors import CNIError
-from corecni.testing import NodeCni, addrs, conflist, expect_error, ip, link_names
+from corecni.testing import (
+    NodeCni,
+    addrs,
+    conflist,
+    expect_error,
+    install_launchers,
+    ip,
+    ip_json,
+    link_names,
+    nft,
+    ns_name,
+    ping,
+    plugin_runtime,
+    plugin_target,
+)
 from tests.integration._harness import NsFactory, host_local, reserved, runtime
 
 pytestmark = pytest.mark.root
@@ -157,3 +177,151 @@ def test_del_never_fails_on_cni_args(bare: NodeCni, mode: str, netns_factory: Ns
     cfg = conf(tmp_path)
     cfg["plugins"][0]["bridge"] = ""
     bare.delete(cfg, ctr)
+
+
+# --- a failing later plugin, and the bridge's creator (issue 12, item 10) -----------------
+
+FAILING_PLUGIN = """#!/bin/sh
+# A chain plugin that refuses every ADD (and answers every other command with success).
+cat >/dev/null
+case "$CNI_COMMAND" in
+ADD) echo '{"cniVersion": "1.0.0", "code": 11, "msg": "fails on purpose"}'; exit 1 ;;
+VERSION) echo '{"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]}' ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def rolling(mode: str, netns_factory: NsFactory, tmp_path: Path) -> NodeCni:
+    """Our bridge and host-local (in-process or exec'd) with corecni's rollback, and a
+    ``fails`` plugin on CNI_PATH."""
+    failbin = tmp_path / "failbin"
+    failbin.mkdir()
+    (failbin / "fails").write_text(FAILING_PLUGIN)
+    (failbin / "fails").chmod(0o755)
+    in_process = {"host-local": "corecni_contrib.host_local.plugin"}
+    rt = plugin_runtime(mode, tmp_path, {"bridge": plugin_target("bridge"), **in_process},
+                        search=(str(failbin),))
+    return NodeCni(rt, netns_factory("node"))
+
+
+def rules(ns: str) -> list[Any]:
+    """Every nftables rule of the namespace (iptables-nft's too) and every iptables rule
+    (empty base chains that iptables leaves behind are no rules)."""
+    listing = json.loads(nft(ns, "-j", "list", "ruleset") or "{}")
+    found: list[Any] = [item["rule"] for item in listing.get("nftables", []) if "rule" in item]
+    for tool in ("iptables-save", "ip6tables-save"):
+        out = subprocess.run(["ip", "netns", "exec", ns_name(ns), tool], capture_output=True,
+                             text=True, check=False).stdout
+        found += [line for line in out.splitlines() if line.startswith("-A")]
+    return found
+
+
+def test_failing_later_plugin_leaves_no_bridge(rolling: NodeCni, netns_factory: NsFactory,
+                                               tmp_path: Path) -> None:
+    """bridge -> a plugin that fails ADD: the runtime's rollback DEL of the bridge removes
+    the bridge that ADD created, and with it the gateway address; no lease, no rule, no
+    cache entry stays."""
+    ctr = netns_factory("ctr")
+    cfg = conf(tmp_path, ipMasq=True)
+    cfg["plugins"].append({"type": "fails"})
+    with expect_error(11, "fails on purpose"):
+        rolling.add(cfg, ctr)
+    assert link_names(rolling.node) == {"lo"}
+    assert {a["local"] for link in ip_json(rolling.node, "addr", "show")
+            for a in link["addr_info"]} <= {"127.0.0.1", "::1"}
+    assert link_names(ctr) == {"lo"}
+    assert reserved(tmp_path / "ipam") == []
+    assert rules(rolling.node) == []
+    assert not list((tmp_path / "cache").rglob("*faultnet*"))
+
+
+def test_creator_del_keeps_a_bridge_others_use(rolling: NodeCni, netns_factory: NsFactory,
+                                               tmp_path: Path) -> None:
+    """The pod whose ADD made the bridge goes first: the bridge stays (with its gateway)
+    while another pod is on it, and stays after that pod's DEL too (the creator's DEL
+    ended the ownership: from then on it is shared, as Go's bridges always are). The
+    DEL of a lone creator removes it."""
+    ctrs = [netns_factory("ctr"), netns_factory("ctr")]
+    cfg = conf(tmp_path)
+    rolling.add(cfg, ctrs[0], "c0")
+    rolling.add(cfg, ctrs[1], "c1")
+    rolling.delete(cfg, ctrs[0], "c0")
+    names = link_names(rolling.node)
+    assert BRIDGE in names and len([n for n in names if n.startswith("veth")]) == 1
+    assert addrs(rolling.node, BRIDGE) == {"10.93.0.1/24"}
+    assert ping(ctrs[1], "10.93.0.1")
+    rolling.delete(cfg, ctrs[1], "c1")
+    assert link_names(rolling.node) == {"lo", BRIDGE}
+    ip(rolling.node, "link", "del", BRIDGE)
+
+    rolling.add(cfg, ctrs[0], "c2")
+    rolling.delete(cfg, ctrs[0], "c2")
+    rolling.delete(cfg, ctrs[0], "c2")  # idempotent
+    assert link_names(rolling.node) == {"lo"}
+    assert reserved(tmp_path / "ipam") == []
+
+
+def test_a_bridge_this_pod_did_not_make_stays(rolling: NodeCni, netns_factory: NsFactory,
+                                              tmp_path: Path) -> None:
+    """Found (the admin's, Go's, an earlier pod's): never taken over, never removed."""
+    ctr = netns_factory("ctr")
+    ip(rolling.node, "link", "add", BRIDGE, "type", "bridge")
+    rolling.add(conf(tmp_path), ctr, "c0")
+    rolling.delete(conf(tmp_path), ctr, "c0")
+    assert link_names(rolling.node) == {"lo", BRIDGE}
+    assert addrs(rolling.node, BRIDGE) == {"10.93.0.1/24"}
+
+
+def test_creator_del_waits_for_an_add_that_found_the_bridge(
+        netns_factory: NsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ADD has found the bridge and is about to put its port on it when the creator's
+    DEL runs: the removal waits for it (the ADD's shared lock), then finds the port and
+    keeps the bridge. Without the lock the DEL would remove the bridge under the ADD,
+    whose port then has no master to join (the ADD fails)."""
+    from corecni_contrib.bridge import add
+
+    cni = NodeCni(runtime("in-process", tmp_path, "bridge",
+                          in_process={"host-local": "corecni_contrib.host_local.plugin"}),
+                  netns_factory("node"))
+    ctrs = [netns_factory("ctr"), netns_factory("ctr")]
+    cfg = conf(tmp_path)
+    cni.add(cfg, ctrs[0], "c0")
+    create_veth = add.create_veth
+    racing: list[Future[None]] = []
+
+    def creator_deleted_meanwhile(*args: Any, **kw: Any) -> str:
+        racing.append(pool.submit(cni.delete, cfg, ctrs[0], "c0"))
+        wait(racing, timeout=1)  # done at once without the lock; with it, blocked
+        return create_veth(*args, **kw)
+
+    monkeypatch.setattr(add, "create_veth", creator_deleted_meanwhile)
+    with ThreadPoolExecutor(1) as pool:
+        cni.add(cfg, ctrs[1], "c1")
+        racing[0].result()
+    assert link_names(ctrs[0]) == {"lo"}
+    assert ping(ctrs[1], "10.93.0.1")
+    monkeypatch.undo()
+    cni.delete(cfg, ctrs[1], "c1")
+    assert link_names(cni.node) == {"lo", BRIDGE}  # the creator's DEL made it shared
+    assert reserved(tmp_path / "ipam") == []
+
+
+def test_too_long_network_name_leaves_no_bridge(netns_factory: NsFactory, tmp_path: Path) -> None:
+    """A runtime refuses such a name before any plugin runs (its cache file name would be
+    too long); exec'd directly (another runtime), host-local cannot make its directory:
+    the error comes before the bridge exists."""
+    node, ctr = netns_factory("node"), netns_factory("ctr")
+    paths = install_launchers(tmp_path / "bin", ["bridge", "host-local"])
+    plugin = {**conf(tmp_path, name="n" * 300)["plugins"][0], "cniVersion": "1.0.0",
+              "name": "n" * 300}
+    env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": ctr,
+           "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path / "bin")}
+    proc = subprocess.run(["ip", "netns", "exec", ns_name(node), paths["bridge"]],
+                          input=json.dumps(plugin), env=env, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 1 and "File name too long" in json.loads(proc.stdout)["details"]
+    assert link_names(node) == {"lo"}
+    assert link_names(ctr) == {"lo"}
+    assert reserved(tmp_path / "ipam") == []

@@ -22,6 +22,7 @@ from corecni.kit import Request, delete_own_veth, hookimpl, ipam_gc, ipam_status
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
 from corecni_contrib import _masq
+from corecni_contrib.bridge import owner as bridge_owner
 from corecni_contrib.bridge import ports
 from corecni_contrib.bridge.add import cmd_add
 from corecni_contrib.bridge.check import cmd_check
@@ -38,7 +39,9 @@ def cni_del(request: Request) -> None:
     """Go's order: container interface, IPAM, spoof check (best effort), masquerade.
 
     Unlike Go, the masquerade rules go even when the namespace is already gone:
-    they are found by attachment identity, not by the container's addresses.
+    they are found by attachment identity, not by the container's addresses; and the
+    DEL of the attachment whose ADD created the bridge removes the bridge when no
+    container is left on it (``owner``: a failed chain ADD leaves no bridge behind).
     """
     conf = BridgeConf.from_request(request)
     owner = _masq.Owner(conf.network, request.container_id, request.ifname)
@@ -51,6 +54,7 @@ def cni_del(request: Request) -> None:
             ports.spoof_teardown(owner)
     if conf.layer3 and conf.ip_masq:
         _masq.teardown(conf.ip_masq_backend, owner)
+    bridge_owner.release(request.net, conf.bridge, bridge_owner.mark_of(request, conf.network))
 
 
 @hookimpl

@@ -38,7 +38,7 @@ from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import Interface, IPConfig, Result, Route
 from corecni.spec.version import CURRENT
 from corecni_contrib import _masq
-from corecni_contrib.bridge import ports
+from corecni_contrib.bridge import owner, ports
 from corecni_contrib.bridge.config import BridgeConf
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -58,16 +58,18 @@ def cmd_add(request: Request) -> Result:
     backend = request.net
     ensure_ifname_free(backend, request.netns, request.ifname)
     _refuse_non_bridge(backend, conf.bridge)
+    mark = owner.mark_of(request, conf.network)
     if not conf.layer3:
-        with undo_on_failure() as undo:
-            bridge = ensure_bridge(backend, conf, undo)
+        with undo_on_failure() as undo, owner.attaching():
+            bridge = ensure_bridge(backend, conf, undo, mark)
             return _attach(backend, request, conf, bridge, None)
     ipam = request.ipam_add()
     with ipam_released_on_failure(request), undo_on_failure() as undo:
         require_ips(ipam)
         addressing = with_gateways(ipam, conf)
-        bridge = ensure_bridge(backend, conf, undo)
-        return _attach(backend, request, conf, bridge, addressing)
+        with owner.attaching():  # released before the undo, which may remove the bridge
+            bridge = ensure_bridge(backend, conf, undo, mark)
+            return _attach(backend, request, conf, bridge, addressing)
 
 
 def _refuse_non_bridge(backend: NetBackend, name: str) -> None:
@@ -78,18 +80,12 @@ def _refuse_non_bridge(backend: NetBackend, name: str) -> None:
                            f"{name} is a {link.kind or 'plain'} link")
 
 
-def _remove_if_unused(backend: NetBackend, name: str) -> None:
-    """Undo of creating the bridge: remove it unless a concurrent ADD already put a
-    port on it (that pod needs it now)."""
-    with contextlib.suppress(Exception):
-        if not any(link.master == name for link in backend.links()):
-            delete_link_here(backend, name)
-
-
-def ensure_bridge(backend: NetBackend, conf: BridgeConf, undo: UndoStack | None = None) -> Link:
+def ensure_bridge(backend: NetBackend, conf: BridgeConf, undo: UndoStack | None = None,
+                  mark: str = "") -> Link:
     """The bridge, created on first use (Go's ``ensureBridge``), set up (and promiscuous
     when asked); a non-bridge link under its name is refused before anything changes.
-    When this call creates it, ``undo`` learns to remove it again."""
+    When this call creates it, it carries ``mark`` (the creator, see ``owner``) and
+    ``undo`` learns to remove it again unless a concurrent ADD has put a port on it."""
     name = conf.bridge
     with kernel_step(f"look up bridge {name}"):
         link = backend.link(name)
@@ -98,10 +94,14 @@ def ensure_bridge(backend: NetBackend, conf: BridgeConf, undo: UndoStack | None 
             # An explicit MAC is one the kernel keeps: a bridge without one takes the
             # lowest MAC of its ports and changes it as pods come and go, so the MAC a
             # concurrent ADD reported would no longer CHECK.
-            backend.batch(None).add_bridge(name, mtu=conf.mtu or None, mac=random_mac(),
-                                           vlan_filtering=conf.vlan_filtering or None).commit()
+            batch = backend.batch(None).add_bridge(
+                name, mtu=conf.mtu or None, mac=random_mac(),
+                vlan_filtering=conf.vlan_filtering or None)
+            if mark:
+                batch.set_link(name, alias=mark)
+            batch.commit()
             if undo is not None:
-                undo.push(lambda: _remove_if_unused(backend, name))
+                undo.push(lambda: owner.release(backend, name, mark))
         except NetError as exc:
             if exc.errno != errno.EEXIST:  # EEXIST: a concurrent ADD made it first
                 raise net_failure(f"failed to create bridge {name!r}", exc) from None
