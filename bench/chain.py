@@ -99,7 +99,7 @@ class Namespaces:
 def conflist(tmp: Path, name: str, backend: str) -> dict[str, Any]:
     return {"cniVersion": "1.0.0", "name": name, "plugins": [
         {"type": "bridge", "bridge": "cni-bench0", "isGateway": True, "ipMasq": True,
-         "hairpinMode": True,
+         "hairpinMode": True, "ipMasqBackend": backend,  # (Go 1.1.1 has iptables only)
          "ipam": {"type": "host-local", "dataDir": str(tmp / "ipam"),
                   "ranges": [[{"subnet": "10.200.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
         {"type": "portmap", "capabilities": {"portMappings": True}, "backend": backend},

@@ -140,9 +140,18 @@ def _spawn(exe: str, args: Sequence[str], stdin: str) -> tuple[int, str, str]:
 
 
 def run_tool(name: str, args: Sequence[str], stdin: str = "", what: str = "") -> str:
-    """Run a netfilter tool in the caller's namespace; its failure is a CNI error."""
+    """Run a netfilter tool in the caller's namespace; its failure is a CNI error.
+
+    ``nft -f -`` (a script on stdin) runs in-process through libnftables when it
+    loads: the same parser and transaction as the tool, without a process."""
     import subprocess  # only when rules are actually written
 
+    if name == "nft" and list(args) == ["-f", "-"] and _libnftables() is not None:
+        status, out, err = nft_command(stdin, what=what)  # the same transaction, no process
+        if status != 0:
+            raise CNIError(ErrorCode.INTERNAL, f"{what or name}: nft failed "
+                           f"(exit status {status})", (err.strip() or out.strip())[-2000:])
+        return out
     exe = find_tool(name)
     if exe is None:
         raise CNIError(ErrorCode.INTERNAL, f"{what or name}: {name} is not installed",

@@ -65,10 +65,9 @@ def _check_host_veth(backend: NetBackend, conf: BridgeConf, prev: Result, bridge
     bridge. Interfaces of prevResult that are not that pair are skipped, as in Go."""
     candidates = [i for i in prev.interfaces
                   if i.name not in (conf.bridge, container_iface.name) and not i.sandbox]
-    with kernel_step("list node links"):
-        links = {link.name: link for link in backend.links(None)}
     for iface in candidates:
-        link = links.get(iface.name)
+        with kernel_step(f"look up {iface.name}"):  # by name: never a dump of the node's links
+            link = backend.link(iface.name, None)
         if link is None:
             raise _drift(f"host veth {iface.name} from prevResult not found",
                          f"the peer of {container.name} is gone")
