@@ -298,11 +298,13 @@ def _libnftables() -> Any:
     return _nft_lib or None
 
 
-def _nft_in_process(script: str, json_output: bool) -> tuple[int, str, str] | None:
-    """(status, output, errors) of ``script`` run by libnftables; None without it."""
+def _nft_in_process(scripts: Sequence[str], json_output: bool) -> list[tuple[int, str, str]] | None:
+    """(status, output, errors) of each script run by libnftables, one after the
+    other in one context; None without the library."""
     lib = _libnftables()
     if lib is None:
         return None
+    done = []
     with _nft_lock:
         ctx = lib.nft_ctx_new(0)
         if not ctx:
@@ -312,12 +314,15 @@ def _nft_in_process(script: str, json_output: bool) -> tuple[int, str, str] | No
             lib.nft_ctx_buffer_error(ctx)
             if json_output:
                 lib.nft_ctx_output_set_flags(ctx, _NFT_CTX_OUTPUT_JSON)
-            status = lib.nft_run_cmd_from_buffer(ctx, script.encode())
-            out = lib.nft_ctx_get_output_buffer(ctx) or b""
-            err = lib.nft_ctx_get_error_buffer(ctx) or b""
+            for script in scripts:
+                status = lib.nft_run_cmd_from_buffer(ctx, script.encode())
+                out = lib.nft_ctx_get_output_buffer(ctx) or b""  # (reading resets them)
+                err = lib.nft_ctx_get_error_buffer(ctx) or b""
+                done.append((1 if status else 0, out.decode(errors="replace"),
+                             err.decode(errors="replace")))
         finally:
             lib.nft_ctx_free(ctx)
-    return (1 if status else 0), out.decode(errors="replace"), err.decode(errors="replace")
+    return done
 
 
 def _nft_exec(args: Sequence[str], stdin: str, what: str) -> tuple[int, str, str]:
@@ -337,12 +342,19 @@ def _nft_exec(args: Sequence[str], stdin: str, what: str) -> tuple[int, str, str
 def nft_command(script: str, json_output: bool = False, what: str = "") -> tuple[int, str, str]:
     """(status, output, errors) of ``script`` (nft syntax, one transaction) in the
     calling thread's namespace: in-process when libnftables loads, else ``nft -f -``."""
-    done = _nft_in_process(script, json_output)
+    return nft_commands([script], json_output, what)[0]
+
+
+def nft_commands(scripts: Sequence[str], json_output: bool = False,
+                 what: str = "") -> list[tuple[int, str, str]]:
+    """``nft_command`` of each script in turn (in-process: one libnftables context).
+    One buffer cannot hold several ``list`` commands, hence separate scripts."""
+    done = _nft_in_process(scripts, json_output)
     if done is not None:
         return done
     if json_output:  # ``-j -f -`` would read stdin as JSON input first, consuming it
-        return _nft_exec(["-j", script], "", what)
-    return _nft_exec(["-f", "-"], script, what)
+        return [_nft_exec(["-j", script], "", what) for script in scripts]
+    return [_nft_exec(["-f", "-"], script, what) for script in scripts]
 
 
 def nft_run(script: str, what: str = "") -> None:
@@ -372,26 +384,23 @@ def nft_list_table(family: str, table: str, what: str = "") -> dict[str, Any] | 
 def nft_chain_rules(family: str, table: str, *chains: str,
                     what: str = "") -> dict[str, list[dict[str, Any]]] | None:
     """The rules of a few chains (``nft -j list chain``, each rule's JSON body, by
-    chain), read in one call; None when the table or any of the chains does not
-    exist. The kernel answers for those chains alone, so the cost does not depend
-    on the rest of the table."""
-    command = "; ".join(f"list chain {family} {table} {chain}" for chain in chains)
-    status, out, err = nft_command(command, json_output=True, what=what)
-    if status != 0:
-        if "No such file or directory" in err:
-            return None
-        raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
-                       err.strip()[-2000:])
-    found: dict[str, list[dict[str, Any]]] = {chain: [] for chain in chains}
-    decoder, text, pos = json.JSONDecoder(), out.strip(), 0
-    while pos < len(text):  # one JSON document per listed chain
-        doc, pos = decoder.raw_decode(text, pos)
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        for item in doc.get("nftables", []) if isinstance(doc, dict) else []:
-            rule = item.get("rule") if isinstance(item, dict) else None
-            if isinstance(rule, dict) and rule.get("chain") in found:
-                found[str(rule["chain"])].append(rule)
+    chain); None when the table or any of the chains does not exist. Each chain is
+    listed alone: the kernel and nft then read that chain only, so the cost does
+    not depend on the rest of the table (a listing of several chains at once
+    would read all of it)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    answers = nft_commands([f"list chain {family} {table} {chain}" for chain in chains],
+                           json_output=True, what=what)
+    for chain, (status, out, err) in zip(chains, answers, strict=True):
+        if status != 0:
+            if "No such file or directory" in err:
+                return None
+            raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
+                           err.strip()[-2000:])
+        doc = json.loads(out or "{}")
+        found[chain] = [item["rule"] for item in
+                        (doc.get("nftables", []) if isinstance(doc, dict) else [])
+                        if isinstance(item, dict) and isinstance(item.get("rule"), dict)]
     return found
 
 

@@ -265,3 +265,39 @@ def test_iptables_repeated_add_and_repair(world: tuple[str, str, str], netns_fac
         chain.delete(ns, cid, CAPS if cid == "c1" else pf.mappings((9090, 80)))
     assert not [r for r in pf.iptables_rules(node) if "CNI-DN-" in r]
     assert pf.container_rules(node, "c1", [v4]) == []
+
+
+def test_iptables_new_container_on_a_set_up_node_reads_no_table(
+        world: tuple[str, str, str], netns_factory: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the node's shared chains and rules are in place (seen through nft, chain by
+    chain), a new container's ADD writes its rules without reading the nat or filter
+    table (an ``*-save`` read costs more the more pods the node holds) and deletes
+    nothing; the rules it writes are the same."""
+    from corecni_contrib.firewall import iptables as fw_iptables
+
+    node, _, ctr = world
+    chain = pf.Chain(pf.make_runtime("in-process", tmp_path), node,
+                     pf.chain_conf(tmp_path, dual=True))
+    chain.add(ctr, "c1", CAPS)
+    reads: list[str] = []
+
+    def no_read(family: int, table: str, what: str = "") -> Any:
+        reads.append(f"IPv{family} {table}")
+        raise AssertionError("a new container's ADD read the table")
+
+    monkeypatch.setattr(pm_iptables, "iptables_save", no_read)
+    monkeypatch.setattr(fw_iptables, "iptables_save", no_read)
+    other = netns_factory("ctr")
+    result = chain.add(other, "c2", pf.mappings((9090, 80)))
+    assert reads == []
+    monkeypatch.undo()
+    chain.check(other, "c2", pf.mappings((9090, 80)))
+    v4, v6 = _ips(result)
+    with pf.tcp_servers(other, 80):  # c1 reaches c2 through the node's host port
+        assert pf.tcp_get(ctr, pf.NODE_V4, 9090).endswith(f" to {v4}")
+    for cid, ns, caps in (("c1", ctr, CAPS), ("c2", other, pf.mappings((9090, 80)))):
+        chain.delete(ns, cid, caps)
+    assert not [r for r in pf.iptables_rules(node) + pf.iptables_rules(node, 6)
+                if "CNI-DN-" in r]
+    assert pf.container_rules(node, "c2", [v4, v6]) == []

@@ -284,7 +284,7 @@ def _nft_rule(chain: str, *expr: dict[str, Any]) -> dict[str, Any]:
 
 
 def _listing(*chains: tuple[str, list[dict[str, Any]]]) -> str:
-    """What ``nft -j`` prints for several ``list chain`` commands: one document each."""
+    """What ``nft -j list chain`` prints."""
     return "\n".join(json.dumps({"nftables": [{"chain": {"name": name}}, *rules]})
                      for name, rules in chains)
 
@@ -305,18 +305,21 @@ def test_portmap_shared_rules_seen_chain_by_chain(monkeypatch: pytest.MonkeyPatc
                   "type": "target", "name": "MASQUERADE"}})]}
     asked: list[str] = []
 
-    def fake(script: str, json_output: bool = False, what: str = "") -> tuple[int, str, str]:
-        asked.append(script)
-        names = [part.split()[-1] for part in script.split("; ")]
-        if any(name not in chains for name in names):
-            return 1, "", "Error: No such file or directory"
-        return 0, _listing(*((name, chains[name]) for name in names)), ""
+    def fake(scripts: list[str], json_output: bool = False,
+             what: str = "") -> list[tuple[int, str, str]]:
+        asked.extend(scripts)
+        out = []
+        for script in scripts:  # one chain per listing: never the whole table
+            name = script.split()[-1]
+            out.append((0, _listing((name, chains[name])), "") if name in chains
+                       else (1, "", "Error: No such file or directory"))
+        return out
 
-    monkeypatch.setattr(firewall, "nft_command", fake)
+    monkeypatch.setattr(firewall, "nft_commands", fake)
     monkeypatch.setattr(pm_iptables, "iptables_is_nft", lambda family=4: True)
     assert pm_iptables.shared_rules_present(conf, 4) is True
-    assert asked == ["list chain ip nat PREROUTING; list chain ip nat OUTPUT; "
-                     "list chain ip nat CNI-HOSTPORT-SETMARK; list chain ip nat CNI-HOSTPORT-MASQ"]
+    assert asked == [f"list chain ip nat {name}" for name in (
+        "PREROUTING", "OUTPUT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ")]
     other_bit = PortMapConf.from_request(_request({"backend": "iptables", "markMasqBit": 14,
                                                    "runtimeConfig": {"portMappings": [
                                                        {"hostPort": 8080, "containerPort": 80}]}}))
@@ -330,11 +333,10 @@ def test_portmap_shared_rules_seen_chain_by_chain(monkeypatch: pytest.MonkeyPatc
 
 
 def test_firewall_shared_rules_seen_chain_by_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    listing = _listing(("FORWARD", [_nft_rule("FORWARD", {"jump": {"target": "CNI-FORWARD"}})]),
-                       ("CNI-ADMIN", []))
-    monkeypatch.setattr(firewall, "nft_command", lambda *a, **k: (0, listing, ""))
+    answers = [(0, _listing(("FORWARD", [_nft_rule("FORWARD", {"jump": {
+        "target": "CNI-FORWARD"}})])), ""), (0, _listing(("CNI-ADMIN", [])), "")]
+    monkeypatch.setattr(firewall, "nft_commands", lambda *a, **k: answers)
     monkeypatch.setattr(fw_iptables, "iptables_is_nft", lambda family=4: True)
     assert fw_iptables.shared_rules_present(4, "CNI-ADMIN") is True
-    monkeypatch.setattr(firewall, "nft_command",
-                        lambda *a, **k: (1, "", "Error: No such file or directory"))
+    answers[1] = (1, "", "Error: No such file or directory")  # no admin chain
     assert fw_iptables.shared_rules_present(4, "CNI-ADMIN") is False
