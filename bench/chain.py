@@ -226,8 +226,9 @@ def run_column(kind: str, driver: str, backend: str, n: int, root: Path,
 
 def scale_column(kind: str, driver: str, backend: str, attached: tuple[int, ...], extra: int,
                  root: Path, timings: dict[int, Timings] | None = None) -> dict[int, float]:
-    """Mean ADD of ``extra`` pods once ``attached`` pods are on the node (filled with
-    corecni in-process, whatever the column: only the measured ADDs differ)."""
+    """Mean ADD of ``extra`` pods, one after the other, once ``attached`` pods are on
+    the node (filled with corecni in-process, whatever the column: only the measured
+    ADDs differ); they are DELeted after."""
     out: dict[int, float] = {}
     measured: Timings = {}
     with column(kind, driver, backend, root, measured if timings is not None else None) \
@@ -239,11 +240,13 @@ def scale_column(kind: str, driver: str, backend: str, attached: tuple[int, ...]
                 ctr = spaces.make("ctr")
                 (fill or call)("add", ctr, f"fill{done}", caps(done))
                 done += 1
-            samples = []
             measured.clear()
-            for j in range(extra):
-                ctr = spaces.make("ctr")
-                samples.append(timed(call, "add", ctr, f"m{target}-{j}", caps(5000 + j)))
+            # back to back, then the DELs: a DEL leaves kernel work behind (RCU callbacks,
+            # device teardown) that would land in the next ADD's time
+            ctrs = [spaces.make("ctr") for _ in range(extra)]
+            samples = [timed(call, "add", ctr, f"m{target}-{j}", caps(5000 + j))
+                       for j, ctr in enumerate(ctrs)]
+            for j, ctr in enumerate(ctrs):
                 call("del", ctr, f"m{target}-{j}", caps(5000 + j))
             out[target] = statistics.mean(samples)
             if timings is not None:
