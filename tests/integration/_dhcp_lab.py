@@ -44,11 +44,24 @@ class Dnsmasq:
     leasefile: Path
     logfile: Path
 
+    def _lease_text(self) -> str:
+        """The lease file as dnsmasq last wrote it whole: it rewrites the file in place
+        (each renewal), so a read can catch it half written; two equal reads in a row."""
+        previous = None
+        for _ in range(50):
+            try:
+                text = self.leasefile.read_text()
+            except FileNotFoundError:
+                text = ""
+            if text == previous:
+                return text
+            previous = text
+            time.sleep(0.02)
+        raise AssertionError("dnsmasq's lease file never held still")
+
     def leases(self) -> list[LeaseLine]:
-        if not self.leasefile.exists():
-            return []
         out = []
-        for line in self.leasefile.read_text().splitlines():
+        for line in self._lease_text().splitlines():
             parts = line.split()
             if len(parts) >= 5 and parts[0].isdigit():
                 out.append(LeaseLine(int(parts[0]), parts[1], parts[2], parts[4]))
