@@ -11,25 +11,37 @@ real launchers for a sample of inputs.
 
 Protocol: one JSON object per line on stdin, ``{"launcher", "env", "stdin"}`` (stdin
 base64); one per line on stdout, ``{"status", "stdout", "stderr"}`` (base64), where
-``status`` is the exit code, or ``-N`` when signal N killed the child. ``{"op":
-"links", "netns": [...]}`` answers the links of those namespaces (see ``links``); a
-call with ``"state": [...]`` answers them too, read after the child exited.
+``status`` is the exit code, or ``-N`` when signal N killed the child. A call with
+``"state": [namespaces]`` also answers their state read after the child exited
+(``"state"``: links, addresses, routes, rules, qdiscs per namespace, see ``_nlread``;
+with ``"firewall": true`` also ``"nft"``, this namespace's nftables ruleset, which
+holds iptables-nft's rules too). ``{"op": "state", ...}`` answers the same without a
+call; ``{"op": "reset", "flush": bool, "delete": [[netns, link]], "up": [[netns,
+link]]}`` flushes this namespace's ruleset, deletes and sets up links, answers ``{}``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import runpy
 import sys
 import tempfile
+from typing import Any
+
+from tests.fuzz._nft import Nft
+from tests.fuzz._nlread import Reader
 
 PRELOAD = (
     "corecni.skel", "corecni.invoke", "corecni.registry", "corecni.kit", "corecni.net",
     "corecni_contrib.bridge", "corecni_contrib.host_local.plugin", "corecni_contrib.static",
     "corecni_contrib.ptp", "corecni_contrib.macvlan", "corecni_contrib.ipvlan",
     "corecni_contrib.vlan", "corecni_contrib.loopback", "corecni_contrib.host_device",
+    "corecni_contrib.bandwidth", "corecni_contrib.tuning", "corecni_contrib.sbr",
+    "corecni_contrib.tap", "corecni_contrib.dummy", "corecni_contrib.vrf",
+    "corecni_contrib.portmap", "corecni_contrib.firewall",
 )
 
 
@@ -81,22 +93,46 @@ def serve_one(request: dict[str, object]) -> dict[str, object]:
 
 
 _READERS: dict[str, object] = {}
+_NFT: list[object] = []
 
 
-def links(netns: str) -> list[list[object]]:
-    """Each link of ``netns``: name, kind, master's name, MTU, up, its addresses (not
-    link-scoped ones), from ``_nlread`` (no process per read, neither link layer under
-    test); its socket is opened inside ``netns`` once and keeps that namespace."""
-    from tests.fuzz._nlread import Reader
-
+def reader(netns: str) -> Reader:
+    """The netlink reader of ``netns``: its socket is opened inside ``netns`` once and
+    keeps that namespace (neither link layer under test, no process per read)."""
     if netns not in _READERS:
         from corecni import netns as ns
 
         with ns.entered(netns):
             _READERS[netns] = Reader()
-    reader = _READERS[netns]
-    assert isinstance(reader, Reader)
-    return reader.links()
+    found = _READERS[netns]
+    assert isinstance(found, Reader)
+    return found
+
+
+def nft() -> Nft:
+    if not _NFT:
+        _NFT.append(Nft())
+    found = _NFT[0]
+    assert isinstance(found, Nft)
+    return found
+
+
+def state(request: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"state": {p: reader(p).snapshot() for p in request["state"]}}
+    if request.get("firewall"):
+        out["nft"] = nft().run("list ruleset")
+    return out
+
+
+def reset(request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("flush"):
+        nft().run("flush ruleset")
+    for netns, link in request.get("delete", ()):
+        with contextlib.suppress(OSError):
+            reader(netns).delete_link(link)
+    for netns, link in request.get("up", ()):
+        reader(netns).set_up(link)
+    return {}
 
 
 def main() -> None:
@@ -110,16 +146,16 @@ def main() -> None:
         if not line.strip():
             continue
         request = json.loads(line)
-        if request.get("op") == "links":
-            sys.stdout.write(json.dumps({p: links(p) for p in request["netns"]}) + "\n")
-            sys.stdout.flush()
-            continue
-        reply = serve_one(request)
-        if request.get("state"):  # the state after the call, in the same round trip
-            reply["links"] = {p: links(p) for p in request["state"]}
+        if request.get("op") == "state":
+            reply = state(request)
+        elif request.get("op") == "reset":
+            reply = reset(request)
+        else:
+            reply = serve_one(request)
+            if request.get("state"):  # the state after the call, in the same round trip
+                reply.update(state(request))
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
-
 
 if __name__ == "__main__":
     main()

@@ -9,9 +9,17 @@ plugin must:
 * stdout holds one JSON object or nothing, never a traceback (nor stderr one);
 * a failure is exit 1 with an error JSON whose code is a spec code (1-7, 11, 50,
   51) or 999 for a kernel refusal - never 999 naming a Python exception;
-* nothing changes: links and addresses of node and container, the node's nftables
-  and iptables, the IPAM store. A call that succeeds is an ADD the input happened
-  not to break: its DEL (same input) must succeed and leave the same nothing.
+* nothing changes: links, addresses, routes, rules and qdiscs of node and
+  containers, the node's nftables and iptables, the plugins' stores. A call that
+  succeeds is an ADD the input happened not to break: its DEL (same input) must
+  succeed and leave the same nothing (beyond what a plugin keeps on purpose for
+  every pod, as Go's do: see ``reset_shared``).
+
+Every contrib plugin is fuzzed: interface and IPAM plugins attach to the container
+namespace; meta plugins get a ``prevResult`` naming a real veth (``Node.prev_result``)
+in a second one. dummy, vrf, ipvlan and vlan have no kernel module here: their valid ADD fails
+(999 naming the module), so what is checked there is the refusals and that a
+failing ADD changes nothing.
 
 Calls go through the fork server (the installed launcher's own code in a forked
 child: an exec without interpreter start, ~10x cheaper); every ``REAL_EXEC_EVERY``-th
@@ -23,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +38,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corecni.testing import NetnsFactory, ns_name
+from corecni.testing import NetnsFactory
 from tests.fuzz._node import ForkServer, Node, Reply, exec_launcher, state
 
 pytestmark = pytest.mark.root
@@ -41,7 +48,11 @@ FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 #: reproducible); ``make fuzz`` sets FUZZ_RANDOM=1 and explores new ones each time
 FUZZ_RANDOM = os.environ.get("FUZZ_RANDOM", "") not in ("", "0")
 REAL_EXEC_EVERY = 100
-MASQUERADING = {"bridge", "ptp"}
+#: the plugins that write the node's firewall (only then is it read: ~1 ms each time)
+FIREWALLING = {"bridge", "ptp", "portmap", "firewall"}
+#: no kernel module here: a valid ADD fails (999, naming the module)
+NO_MODULE = {"dummy", "vrf", "ipvlan", "vlan"}
+META = {"bandwidth", "tuning", "sbr", "vrf", "portmap", "firewall"}
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}
 #: a 999 whose details are a Python exception name is an unhandled bug, not the kernel
 PYTHON_EXCEPTION = re.compile(r"^[A-Z][A-Za-z]*(Error|Exception|Exit|Interrupt|Warning)$")
@@ -57,6 +68,8 @@ def base_configs(node: Node) -> dict[str, dict[str, Any]]:
     def net(plugin_type: str, **keys: Any) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "fuzznet", "type": plugin_type, **keys}
 
+    prev = node.prev_result()
+
     return {
         "bridge": net("bridge", bridge="fz0", isGateway=True, ipMasq=True,
                       ipam=ipam(node, "10.61.0.0/24")),
@@ -70,6 +83,21 @@ def base_configs(node: Node) -> dict[str, dict[str, Any]]:
         "static": net("static", ipam={"type": "static", "addresses": [
             {"address": "10.67.0.5/24", "gateway": "10.67.0.1"}],
             "routes": [{"dst": "0.0.0.0/0"}]}),
+        "tap": net("tap", mtu=1400, ipam=ipam(node, "10.68.0.0/24")),
+        "dummy": net("dummy", ipam=ipam(node, "10.69.0.0/24")),
+        "bandwidth": net("bandwidth", ingressRate=1000000, ingressBurst=100000,
+                         egressRate=2000000, egressBurst=200000, prevResult=prev),
+        "tuning": net("tuning", mtu=1400, promisc=True, txQLen=500,
+                      sysctl={"net.ipv4.conf.eth0.arp_filter": "1"},
+                      dataDir=str(node.data_dir / "tuning"), prevResult=prev),
+        "sbr": net("sbr", prevResult=prev),
+        "vrf": net("vrf", vrfname="vrf0", table=1001, prevResult=prev),
+        "portmap": net("portmap", capabilities={"portMappings": True}, snat=True,
+                       runtimeConfig={"portMappings": [
+                           {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                           {"hostPort": 8053, "containerPort": 53, "protocol": "udp"}]},
+                       prevResult=prev),
+        "firewall": net("firewall", backend="iptables", prevResult=prev),
     }
 
 
@@ -92,7 +120,8 @@ def json_values() -> st.SearchStrategy[Any]:
         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30),
         st.sampled_from(["", "0.0.0.0/0", "::/0", "10.61.0.0/24", "fd00::/64", "cni0",
                          "no-such-type", "/tmp/\x00x", "\ud800", "zz:zz", "a" * 300,
-                         "../../etc", "1.0.0", "9.9.9", "host-local"]))
+                         "../../etc", "1.0.0", "9.9.9", "host-local", "nftables",
+                         "iptables", "tcp", "eth0", "10.70.0.2/24", "net.ipv4.ip_forward"]))
     return st.recursive(scalars, lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
         max_leaves=6)
@@ -124,7 +153,11 @@ def set_path(obj: Any, path: tuple[Any, ...], value: Any, delete: bool = False) 
 EXTRA_KEYS = ["bridge", "ipam", "mtu", "master", "mode", "vlanId", "cniVersion", "name",
               "type", "prevResult", "runtimeConfig", "args", "dns", "isGateway", "ipMasq",
               "hairpinMode", "vlan", "vlanTrunk", "device", "capabilities",
-              "cni.dev/valid-attachments", "dataDir"]
+              "cni.dev/valid-attachments", "dataDir", "ingressRate", "egressBurst",
+              "sysctl", "txQLen", "promisc", "allmulti", "table", "vrfname", "multiQueue",
+              "owner", "group", "portMappings", "snat", "markMasqBit", "externalSetMarkChain",
+              "conditionsV4", "masqAll", "backend", "ingressPolicy", "iptablesAdminChainName",
+              "selinuxContext"]
 
 
 @st.composite
@@ -171,8 +204,9 @@ def stdin_of(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
 
 
 @st.composite
-def env_of(draw: st.DrawFn, node: Node) -> dict[str, str]:
-    env = node.env(draw(st.sampled_from(["ADD"] * 6 + ["DEL", "CHECK", "GC", "STATUS"])))
+def env_of(draw: st.DrawFn, node: Node, netns: str) -> dict[str, str]:
+    env = node.env(draw(st.sampled_from(["ADD"] * 6 + ["DEL", "CHECK", "GC", "STATUS"])),
+                   netns=netns)
     for _ in range(draw(st.integers(min_value=0, max_value=2))):
         key = draw(st.sampled_from(["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS",
                                     "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "CNI_ARGS"]))
@@ -238,33 +272,18 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, 
 
 def reset_shared(node: Node, server: ForkServer, plugin_type: str) -> None:
     """After a successful ADD+DEL: undo what a plugin keeps on purpose beyond one pod, as
-    Go's do: the bridge (``fz0``, or ``cni0`` when the input dropped the key), the
-    masquerade tables, lo taken down by loopback's DEL."""
-    name = ns_name(node.node)
-    if plugin_type == "bridge":
-        for link in server.links(node.node)[node.node]:
-            if link[1] == "bridge":
-                subprocess.run(["ip", "-n", name, "link", "del", link[0]],
-                               capture_output=True, check=False)
-    if plugin_type == "loopback":
-        subprocess.run(["ip", "-n", ns_name(node.ctr), "link", "set", "lo", "up"],
-                       capture_output=True, check=False)
-    if plugin_type not in MASQUERADING:
-        return
-    for family in ("ip", "ip6", "inet"):
-        tables = subprocess.run(["ip", "netns", "exec", name, "nft", "list", "tables", family],
-                                capture_output=True, text=True, check=False).stdout
-        for line in tables.splitlines():
-            subprocess.run(["ip", "netns", "exec", name, "nft", "delete", "table", family,
-                            line.split()[-1]], capture_output=True, check=False)
-    for tool in ("iptables", "ip6tables"):
-        for args in (("-t", "nat", "-F"), ("-t", "nat", "-X"), ("-F",), ("-X",)):
-            subprocess.run(["ip", "netns", "exec", name, tool, *args], capture_output=True,
-                           check=False)
+    Go's do: the masquerade/portmap/firewall chains and tables, lo taken down by
+    loopback's DEL, sbr's routes moved out of the main table (the meta attachment is
+    made again). A bridge is not reset: the DEL of the ADD that created it removes it."""
+    if plugin_type == "sbr":
+        node.make_meta_link()
+    server.reset(flush=plugin_type in FIREWALLING,
+                 up=((node.ctr, "lo"),) if plugin_type == "loopback" else ())
 
 
 PLUGINS = ["bridge", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "loopback",
-           "host-local", "static"]
+           "host-local", "static", "tap", "dummy", "bandwidth", "tuning", "sbr", "vrf",
+           "portmap", "firewall"]
 
 
 @pytest.mark.parametrize("plugin_type", PLUGINS)
@@ -272,30 +291,128 @@ def test_generated_bad_input(plugin_type: str, fuzz_node: tuple[Node, ForkServer
     node, server = fuzz_node
     base = base_configs(node)[plugin_type]
     path = node.launcher(plugin_type)
-    masq = plugin_type in MASQUERADING  # only these write firewall rules: read them
-    baseline = state(node, server, with_firewall=masq)
-    calls = [0]
+    netns = node.mctr if plugin_type in META else node.ctr
+    rules = plugin_type in FIREWALLING  # only these write firewall rules: read them
+    namespaces = (node.node, node.ctr, node.mctr)
+    baseline = state(node, server, with_firewall=rules)
+    valid_add(node, server, plugin_type, base, netns, baseline)
+    calls, added = [0], [0]
 
     @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
               derandomize=not FUZZ_RANDOM, suppress_health_check=list(HealthCheck),
               print_blob=True)
-    @given(env=env_of(node), stdin=stdin_of(base))
+    @given(env=env_of(node, netns), stdin=stdin_of(base))
     def one_call(env: dict[str, str], stdin: bytes) -> None:
         calls[0] += 1
         real = calls[0] % REAL_EXEC_EVERY == 0
         reply = exec_launcher(node.node, path, env, stdin) if real else \
-            server.call(path, env, stdin, state_of=(node.node, node.ctr))
+            server.call(path, env, stdin, state_of=namespaces, firewall=rules)
         assert_answer(reply, env)
         command = env.get("CNI_COMMAND")
-        links = reply.links
         if reply.status == 0 and command == "ADD":
-            undo = server.call(path, {**env, "CNI_COMMAND": "DEL"}, stdin)
-            assert undo.status == 0, ("DEL after a successful ADD failed", undo, env, stdin)
-        if reply.status == 0 and command in ("ADD", "DEL"):
+            added[0] += 1
+            result = reply.stdout
+            reply = server.call(path, {**env, "CNI_COMMAND": "DEL"}, stdin,
+                                state_of=namespaces, firewall=rules)
+            assert reply.status == 0, ("DEL after a successful ADD failed", reply, env, stdin)
+            assert not attachment_rules(reply.nft, result, env["CNI_CONTAINERID"]), \
+                (reply.nft, env, stdin)
+        now = state(node, server, with_firewall=rules, reply=reply)
+        if reply.status == 0 and command in ("ADD", "DEL") and now != baseline:
             reset_shared(node, server, plugin_type)
-            links = None
-        now = state(node, server, with_firewall=masq, links=links)
-        assert now == baseline, {"input": (env, stdin[:500]), "before": baseline, "after": now}
+            now = state(node, server, with_firewall=rules)
+        assert now == baseline, {"input": (env, stdin[:500]), **difference(baseline, now)}
 
     one_call()
     assert calls[0] >= FUZZ_EXAMPLES
+    print(f"{plugin_type}: {calls[0]} calls, {added[0]} successful ADDs")
+    if plugin_type not in NO_MODULE:  # inputs that happen to stay valid reach the kernel
+        assert added[0] > 0
+
+
+def attachment_rules(ruleset: str | None, added: bytes, container_id: str) -> list[str]:
+    """The lines of the node's ruleset that still name an attachment after its DEL: its
+    addresses (from the ADD's result), its ID (corecni's nftables comments), its own
+    chains (Go's ``CNI-<hash>`` masquerade, ``CNI-DN-<hash>`` DNAT). What may stay is
+    what every pod shares (base chains, ``CNI-HOSTPORT-*``, ``CNI-FORWARD``, ...)."""
+    result = json.loads(added)
+    words = [re.compile(r"(?<![\d.])" + re.escape(ip["address"].split("/")[0]) + r"(?![\d])")
+             for ip in result.get("ips", [])]
+    words += [re.compile(r"\bCNI-(DN-)?[0-9a-f]{20,}\b"),
+              re.compile(r'comment "[^"]*\b' + re.escape(container_id) + r'\b')]
+    return [line for line in (ruleset or "").splitlines() if any(w.search(line) for w in words)]
+
+
+def difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Only what changed, one level into each namespace (the whole state is long)."""
+    out: dict[str, Any] = {}
+    for key in before:
+        old, new = before[key], after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out[key] = {sub: {"gone": [r for r in old[sub] if r not in new.get(sub, [])],
+                              "new": [r for r in new.get(sub, []) if r not in old[sub]]}
+                        for sub in old if old[sub] != new.get(sub)}
+        else:
+            out[key] = {"before": old, "after": new}
+    return out
+
+
+def valid_add(node: Node, server: ForkServer, plugin_type: str, base: dict[str, Any],
+              netns: str, baseline: dict[str, Any]) -> None:
+    """The base config is valid: its ADD succeeds (or, without the kernel module, fails
+    with 999 naming it), its DEL leaves the node as it was. Else every generated input
+    would fail for the same reason and the fuzz would prove nothing."""
+    stdin = json.dumps(base).encode()
+    rules = plugin_type in FIREWALLING
+    added = server.call(node.launcher(plugin_type), node.env("ADD", netns=netns), stdin,
+                        state_of=(node.node,), firewall=rules)
+    if rules:  # the leftover detector sees what an ADD writes
+        assert attachment_rules(added.nft, added.stdout, "c1"), added.nft
+    if plugin_type in NO_MODULE:
+        error = json.loads(added.stdout)
+        assert added.status == 1 and error["code"] == 999, error
+        assert "module" in error["msg"], error
+    else:
+        assert added.status == 0, (added.stdout, added.stderr[-2000:])
+        result = json.loads(added.stdout)
+        assert result.get("interfaces") or result.get("ips"), result
+    deleted = server.call(node.launcher(plugin_type), node.env("DEL", netns=netns), stdin)
+    assert deleted.status == 0, deleted
+    if state(node, server, with_firewall=rules) != baseline:
+        reset_shared(node, server, plugin_type)
+    now = state(node, server, with_firewall=rules)
+    assert now == baseline, difference(baseline, now)
+
+
+BAD_ARGS = ["IP=zz;MAC=zz:zz;GATEWAY=x", "K=a=b;some;extra;args", "IP=10.0.0.300/24",
+            "IgnoreUnknown=1;MAC=01:02"]
+
+
+@pytest.mark.parametrize("plugin_type", PLUGINS)
+def test_del_never_fails_on_cni_args(plugin_type: str,
+                                     fuzz_node: tuple[Node, ForkServer]) -> None:
+    """Issue 12 item 3, for every contrib plugin and inside a test node (DEL of
+    bandwidth, portmap and firewall acts in the node's namespace): DEL of a live
+    attachment with CNI_ARGS a strict parser refuses succeeds and removes it."""
+    node, server = fuzz_node
+    base = base_configs(node)[plugin_type]
+    netns = node.mctr if plugin_type in META else node.ctr
+    rules = plugin_type in FIREWALLING
+    baseline = state(node, server, with_firewall=rules)
+    stdin = json.dumps(base).encode()
+    for args in BAD_ARGS:
+        added = server.call(node.launcher(plugin_type), node.env("ADD", netns=netns), stdin)
+        assert added.status == (1 if plugin_type in NO_MODULE else 0), added
+        deleted = server.call(node.launcher(plugin_type),
+                              node.env("DEL", netns=netns, args=args), stdin,
+                              state_of=(node.node, node.ctr, node.mctr), firewall=rules)
+        assert (deleted.status, deleted.stdout) == (0, b""), (args, deleted)
+        if added.status == 0:
+            assert not attachment_rules(deleted.nft, added.stdout, "c1"), deleted.nft
+        now = state(node, server, with_firewall=rules, reply=deleted)
+        if now != baseline:
+            reset_shared(node, server, plugin_type)
+            now = state(node, server, with_firewall=rules)
+        assert now == baseline, (args, difference(baseline, now))

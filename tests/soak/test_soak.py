@@ -31,7 +31,14 @@ import attrs
 import pytest
 
 from corecni.testing import NetnsFactory, ns_name
-from tests.fuzz._node import REPO, Node, firewall, links_and_addresses, store_files
+from tests.fuzz._node import (
+    META_HOST,
+    REPO,
+    Node,
+    firewall,
+    links_and_addresses,
+    store_files,
+)
 
 pytestmark = pytest.mark.root
 
@@ -178,7 +185,8 @@ def test_concurrent_adds_with_kills_leave_nothing(soak: Soak) -> None:
     assert proc.returncode == 0, proc.stderr
 
     node_links = {name for name, kind, *_ in links_and_addresses(soak.node.node)}
-    assert node_links <= {"lo", BRIDGE, "phys0", "phys0p", "hostdev0", "hostdev0p"}, node_links
+    assert node_links <= {"lo", BRIDGE, "phys0", "phys0p", "hostdev0", "hostdev0p",
+                          META_HOST}, node_links
     for ctr in soak.ctrs:
         assert {name for name, *_ in links_and_addresses(ctr)} == {"lo"}, ctr
     assert store_files(soak.node.data_dir) == frozenset()

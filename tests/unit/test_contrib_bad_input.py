@@ -21,7 +21,17 @@ PLUGINS = {
     "loopback": "corecni_contrib.loopback",
     "host-local": "corecni_contrib.host_local.plugin",
     "static": "corecni_contrib.static",
+    # the container-side ones (their DEL touches only the namespace, gone here, and
+    # files); bandwidth, portmap and firewall act in the node namespace - the test's
+    # own here - so tests/fuzz runs theirs (all 17) inside a test node
+    "tuning": "corecni_contrib.tuning",
+    "sbr": "corecni_contrib.sbr",
+    "tap": "corecni_contrib.tap",
+    "dummy": "corecni_contrib.dummy",
+    "vrf": "corecni_contrib.vrf",
 }
+PREV_RESULT = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/x"}],
+               "ips": [{"address": "10.9.0.5/24", "interface": 0}]}
 BAD_ARGS = ["IP=zz;MAC=zz:zz;GATEWAY=x", "K=a=b;some;extra;args", "IP=10.0.0.300/24",
             "IgnoreUnknown=1;MAC=01:02"]
 
@@ -35,8 +45,11 @@ def test_del_never_fails_on_cni_args(plugin_type: str, args: str, tmp_path: Path
               "ipam": {"type": ipam_type, "dataDir": str(tmp_path / "ipam"),
                        "ranges": [[{"subnet": "10.9.0.0/24"}]],
                        "addresses": [{"address": "10.9.0.5/24"}]}}
-    if plugin_type == "loopback":
+    if plugin_type in ("loopback", "tuning", "sbr", "vrf"):
         del config["ipam"]
+    if plugin_type in ("tuning", "sbr", "vrf"):  # meta: chained after an interface plugin
+        config.update(prevResult=PREV_RESULT, vrfname="vrf0",
+                      dataDir=str(tmp_path / "tuning"), mac="02:00:00:00:00:01")
     environ = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
                "CNI_NETNS": str(tmp_path / "gone"), "CNI_PATH": str(tmp_path / "bin"),
                "CNI_ARGS": args}
