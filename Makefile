@@ -63,7 +63,7 @@ interop: $(STAMP)
 # the long variant of the generated-input suite (`make test`: 300 inputs per plugin, the
 # same every run): 3000 new inputs per plugin
 fuzz: $(STAMP)
-	FUZZ_RANDOM=1 FUZZ_EXAMPLES=3000 $(PY) -m pytest -q tests/fuzz
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=3000 FUZZ_LIVE_EXAMPLES=1000 $(PY) -m pytest -q tests/fuzz
 bench: $(STAMP)
 	$(PY) -m bench
 # the long variants: 200 containers through the shims + daemon (make test runs 48)

@@ -20,7 +20,9 @@ Config keys, defaults and behaviour follow containernetworking/plugins'
   restores the other's ADD.
 
 A failed ADD leaves nothing: sysctls written so far get their old values back,
-the link its saved settings, and the saved file goes. CHECK compares every
+the link the settings it had before this ADD, and a saved file this ADD wrote
+goes. A repeated ADD of the same attachment keeps the file its first ADD saved (the
+link's originals, which DEL restores), and a failing one leaves it as it was. CHECK compares every
 configured value with the kernel's.
 """
 
@@ -153,6 +155,15 @@ def _write_backup(path: Path, saved: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _read_backup(path: Path) -> dict[str, Any] | None:
+    """The settings an earlier ADD of the attachment saved (None: none, or unreadable)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
 def restore(backend: NetBackend, netns: str, ifname: str, saved: Mapping[str, Any]) -> None:
     """Put the saved settings back in one request (MTU first: a MAC may need it)."""
     kw: dict[str, Any] = {}
@@ -200,14 +211,21 @@ def _tune_link(backend: NetBackend, request: Request, conf: TuningConfig,
         link = backend.link(ifname, netns)
     if link is None:
         raise CNIError(ErrorCode.INTERNAL, f"failed to get {ifname!r}", netns)
-    saved = backup_of(link, conf)
+    found = backup_of(link, conf)  # as this ADD finds them: what its undo puts back
     path = backup_path(conf.data_dir, request.container_id, ifname)
-    try:
-        _write_backup(path, saved)
-    except OSError as exc:
-        raise CNIError(ErrorCode.IO_FAILURE, f"failed to save {path}", str(exc)) from None
-    undo.push(lambda: path.unlink(missing_ok=True))
-    undo.push(lambda: restore(backend, netns, ifname, saved))
+    previous = _read_backup(path)
+    # A repeated ADD of the attachment keeps the settings its first ADD saved (the
+    # link's originals: DEL restores those, not the tuned values this ADD finds) and
+    # adds only what it tunes beyond them.
+    saved = found if previous is None else {**found, **previous}
+    if saved != previous:
+        try:
+            _write_backup(path, saved)
+        except OSError as exc:
+            raise CNIError(ErrorCode.IO_FAILURE, f"failed to save {path}", str(exc)) from None
+        undo.push(lambda: path.unlink(missing_ok=True) if previous is None
+                  else _write_backup(path, previous))
+    undo.push(lambda: restore(backend, netns, ifname, found))
     with kit.kernel_step(f"tune {ifname} in {netns}"):
         backend.batch(netns).set_link(
             ifname, mac=conf.mac or None, promisc=True if conf.promisc else None,

@@ -21,9 +21,15 @@ in a second one. dummy, vrf, ipvlan and vlan have no kernel module here: their v
 (999 naming the module), so what is checked there is the refusals and that a
 failing ADD changes nothing.
 
+``test_generated_input_on_a_live_attachment`` makes the same calls on top of a live
+attachment (``LIVE_EXAMPLES`` per plugin): a failing call must leave it exactly as it
+was (this found tuning's repeated/failing ADD losing the pod's saved settings), and
+DEL of both must leave nothing.
+
 Calls go through the fork server (the installed launcher's own code in a forked
 child: an exec without interpreter start, ~10x cheaper); every ``REAL_EXEC_EVERY``-th
-call is a real exec of the launcher. ``make fuzz`` runs more examples, new each time.
+call is a real exec of the launcher. ``make fuzz`` runs more examples, new each time
+(``FUZZ_EXAMPLES``, ``FUZZ_LIVE_EXAMPLES``, ``FUZZ_RANDOM``).
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ def env_text() -> st.SearchStrategy[str]:
         st.binary(max_size=40).map(
             lambda b: b.replace(b"\x00", b"").decode("utf-8", "surrogateescape")),
         st.sampled_from(["", "eth0", "a" * 16, "a" * 300, ".", "..", "eth:0", "e th",
-                         "\udcff\udcfe", "eth0\n"]),
+                         "\udcff\udcfe", "eth0\n", "lo", "vethmeta0", "phys0", "net1"]),
     )
 
 
@@ -213,7 +219,7 @@ def env_of(draw: st.DrawFn, node: Node, netns: str) -> dict[str, str]:
         if key == "CNI_NETNS":
             value = draw(st.one_of(st.sampled_from(
                 ["", "/proc/self/ns/net", "/nonexistent", "/etc/hostname", "/proc/self/ns/uts",
-                 "/run/netns"]), env_text()))
+                 "/run/netns", node.ctr, node.mctr, node.node]), env_text()))
         elif key == "CNI_COMMAND":
             value = draw(st.one_of(st.sampled_from(
                 ["", "VERSION", "add", "FROB", "ADD ", "DEL"]), env_text()))
@@ -278,7 +284,7 @@ def reset_shared(node: Node, server: ForkServer, plugin_type: str) -> None:
     if plugin_type == "sbr":
         node.make_meta_link()
     server.reset(flush=plugin_type in FIREWALLING,
-                 up=((node.ctr, "lo"),) if plugin_type == "loopback" else ())
+                 up=((node.ctr, "lo"), (node.mctr, "lo")) if plugin_type == "loopback" else ())
 
 
 PLUGINS = ["bridge", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "loopback",
@@ -328,6 +334,58 @@ def test_generated_bad_input(plugin_type: str, fuzz_node: tuple[Node, ForkServer
     print(f"{plugin_type}: {calls[0]} calls, {added[0]} successful ADDs")
     if plugin_type not in NO_MODULE:  # inputs that happen to stay valid reach the kernel
         assert added[0] > 0
+
+
+#: examples of the live-attachment variant per plugin in ``make test`` (each is three calls)
+LIVE_EXAMPLES = int(os.environ.get("FUZZ_LIVE_EXAMPLES", "30"))
+#: commands whose success changes nothing either
+READ_ONLY = {"CHECK", "STATUS", "VERSION"}
+
+
+@pytest.mark.parametrize("plugin_type", [p for p in PLUGINS if p not in NO_MODULE])
+def test_generated_input_on_a_live_attachment(plugin_type: str,
+                                              fuzz_node: tuple[Node, ForkServer]) -> None:
+    """The same inputs, each on top of a live attachment (the base config's ADD of c1 on
+    eth0): a call that fails - an ADD for the same container and interface, a DEL of
+    another, a CHECK that finds drift - or a read-only one that succeeds leaves the live
+    attachment exactly as it was (a failed ADD's undo must not take the live pod's
+    address, rules or saved settings with it). Then the input's own attachment (if it
+    made one) and the live one are deleted: the node is as before."""
+    node, server = fuzz_node
+    base = base_configs(node)[plugin_type]
+    path = node.launcher(plugin_type)
+    netns = node.mctr if plugin_type in META else node.ctr
+    rules = plugin_type in FIREWALLING
+    namespaces = (node.node, node.ctr, node.mctr)
+    baseline = state(node, server, with_firewall=rules)
+    live_env, live_stdin = node.env("ADD", netns=netns), json.dumps(base).encode()
+
+    @settings(max_examples=LIVE_EXAMPLES, deadline=None, database=None,
+              derandomize=not FUZZ_RANDOM, suppress_health_check=list(HealthCheck),
+              print_blob=True)
+    @given(env=env_of(node, netns), stdin=stdin_of(base))
+    def one_call(env: dict[str, str], stdin: bytes) -> None:
+        live = server.call(path, live_env, live_stdin, state_of=namespaces, firewall=rules)
+        assert live.status == 0, live
+        before = state(node, server, with_firewall=rules, reply=live)
+        reply = server.call(path, env, stdin, state_of=namespaces, firewall=rules)
+        assert_answer(reply, env)
+        command = env.get("CNI_COMMAND")
+        if (reply.status != 0 and command != "DEL") or (reply.status == 0 and command in READ_ONLY):
+            now = state(node, server, with_firewall=rules, reply=reply)
+            assert now == before, {"input": (env, stdin[:500]), **difference(before, now)}
+        if reply.status == 0 and command == "ADD":
+            undo = server.call(path, {**env, "CNI_COMMAND": "DEL"}, stdin)
+            assert undo.status == 0, ("DEL after a successful ADD failed", undo, env, stdin)
+        gone = server.call(path, {**live_env, "CNI_COMMAND": "DEL"}, live_stdin)
+        assert gone.status == 0, gone
+        now = state(node, server, with_firewall=rules)
+        if now != baseline:
+            reset_shared(node, server, plugin_type)
+            now = state(node, server, with_firewall=rules)
+        assert now == baseline, {"input": (env, stdin[:500]), **difference(baseline, now)}
+
+    one_call()
 
 
 def attachment_rules(ruleset: str | None, added: bytes, container_id: str) -> list[str]:

@@ -240,9 +240,10 @@ def test_failing_later_plugin_leaves_no_bridge(rolling: NodeCni, netns_factory: 
 def test_creator_del_keeps_a_bridge_others_use(rolling: NodeCni, netns_factory: NsFactory,
                                                tmp_path: Path) -> None:
     """The pod whose ADD made the bridge goes first: the bridge stays (with its gateway)
-    while another pod is on it, and stays after that pod's DEL too (the creator's DEL
-    ended the ownership: from then on it is shared, as Go's bridges always are). The
-    DEL of a lone creator removes it."""
+    while another pod is on it, and stays after that pod's DEL too (only the creator's
+    DEL removes it: from then on it is shared, as Go's bridges always are). The DEL of
+    a lone creator removes it - also when a first DEL came without the namespace and
+    found its own port still there: the repeated DEL does."""
     ctrs = [netns_factory("ctr"), netns_factory("ctr")]
     cfg = conf(tmp_path)
     rolling.add(cfg, ctrs[0], "c0")
@@ -259,6 +260,12 @@ def test_creator_del_keeps_a_bridge_others_use(rolling: NodeCni, netns_factory: 
     rolling.add(cfg, ctrs[0], "c2")
     rolling.delete(cfg, ctrs[0], "c2")
     rolling.delete(cfg, ctrs[0], "c2")  # idempotent
+    assert link_names(rolling.node) == {"lo"}
+
+    rolling.add(cfg, ctrs[0], "c3")
+    rolling.delete(cfg, "", "c3")  # no namespace: its veth (a port) stays, so the bridge
+    assert BRIDGE in link_names(rolling.node)
+    rolling.delete(cfg, ctrs[0], "c3")
     assert link_names(rolling.node) == {"lo"}
     assert reserved(tmp_path / "ipam") == []
 
@@ -304,7 +311,7 @@ def test_creator_del_waits_for_an_add_that_found_the_bridge(
     assert ping(ctrs[1], "10.93.0.1")
     monkeypatch.undo()
     cni.delete(cfg, ctrs[1], "c1")
-    assert link_names(cni.node) == {"lo", BRIDGE}  # the creator's DEL made it shared
+    assert link_names(cni.node) == {"lo", BRIDGE}  # not the creator: it stays
     assert reserved(tmp_path / "ipam") == []
 
 

@@ -55,16 +55,20 @@ def test_vlan_gateway_ports_go_with_the_bridge(fake: FakeBackend) -> None:
     assert {link.name for link in fake.links()} == {"lo", "phys0"}
 
 
-def test_containers_still_attached_keep_the_bridge_and_end_the_mark(fake: FakeBackend) -> None:
+def test_containers_still_attached_keep_the_bridge(fake: FakeBackend) -> None:
+    """...and its mark: the creator's DEL repeated once they are gone removes it (a DEL
+    that came while the creator's own port was still there: its namespace gone)."""
     port(fake, "vethgw", 20, "br0.100")
     fake.ns(None)["vethc1"] = Link(index=30, name="vethc1", kind="veth", mtu=1500, mac="",
                                    up=True, master="br0", peer_index=3, link_netnsid=0)
     owner.release(fake, "br0", MARK)
     bridge = fake.link("br0")
-    assert bridge is not None and bridge.alias == ""
+    assert bridge is not None and bridge.alias == MARK
     assert fake.link("vethgw") is not None
-    owner.release(fake, "br0", MARK)  # no longer the creator: nothing
-    assert fake.link("br0") is not None
+    assert fake.ops("del_link", "set_link") == []
+    del fake.ns(None)["vethc1"]
+    owner.release(fake, "br0", MARK)
+    assert fake.link("br0") is None and fake.link("vethgw") is None
 
 
 def test_a_bridge_marked_by_another_or_by_nobody_stays(fake: FakeBackend) -> None:

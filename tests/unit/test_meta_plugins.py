@@ -169,6 +169,50 @@ def test_tuning_backup_file_is_gos(tmp_path: Path) -> None:
                   "txqlen": 77}
 
 
+def _tuned_link(net: FakeBackend) -> None:
+    net.ns(CTR)["eth0"] = net.ns(CTR)["lo"].__class__(
+        index=5, name="eth0", kind="veth", mtu=1500, mac="02:00:00:00:00:09", up=True)
+
+
+def test_tuning_repeated_add_keeps_the_originals(tmp_path: Path) -> None:
+    """Found by tests/fuzz: a second ADD of the attachment saved the MTU it had tuned
+    (1400) over the original, so DEL left 1400."""
+    net = FakeBackend()
+    _tuned_link(net)
+    prev = Result(interfaces=(Interface("eth0", sandbox=CTR),))
+    conf = {"type": "tuning", "dataDir": str(tmp_path), "mtu": 1400}
+    for _ in range(2):
+        tuning.meta_add(request(conf, net=net, prev=prev), prev)
+    assert net.ns(CTR)["eth0"].mtu == 1400
+    assert json.loads((tmp_path / "c1_eth0.json").read_text()) == {"mtu": 1500}
+    tuning.meta_del(request(conf, "DEL", net=net, prev=prev), prev)
+    assert net.ns(CTR)["eth0"].mtu == 1500
+    assert not (tmp_path / "c1_eth0.json").exists()
+
+
+def test_tuning_failed_add_leaves_a_live_attachment_alone(tmp_path: Path) -> None:
+    """Found by tests/fuzz: an ADD failing on top of a live attachment wrote the
+    settings it found into the saved file and then deleted the file (the live pod's DEL
+    could no longer restore anything). Its undo now puts back what it found and leaves
+    the file as it was."""
+    import errno
+
+    net = FakeBackend()
+    _tuned_link(net)
+    prev = Result(interfaces=(Interface("eth0", sandbox=CTR),))
+    conf = {"type": "tuning", "dataDir": str(tmp_path), "mtu": 1400}
+    tuning.meta_add(request(conf, net=net, prev=prev), prev)
+    net.refuse[("set_link", "eth0")] = errno.EINVAL  # the tuning step of the next ADD fails
+    with pytest.raises(CNIError):
+        tuning.meta_add(request({**conf, "txQLen": 5}, net=net, prev=prev), prev)
+    restores = [kw for _, op, _, kw in net.log if op == "set_link"]
+    assert restores[-1]["mtu"] == 1400, restores  # what it found, not the saved 1500
+    assert json.loads((tmp_path / "c1_eth0.json").read_text()) == {"mtu": 1500}
+    net.refuse.pop(("set_link", "eth0"), None)
+    tuning.meta_del(request(conf, "DEL", net=net, prev=prev), prev)
+    assert net.ns(CTR)["eth0"].mtu == 1500
+
+
 # --- sbr, vrf, tap, dummy ------------------------------------------------------------------
 
 def test_sbr_ips_of_the_interface() -> None:

@@ -26,8 +26,11 @@ Go's plugin does not take the lock: its ADD racing with the creator's DEL may fi
 the bridge gone and fail (a retry creates it again) - the price of the removal, paid
 only on nodes mixing both implementations.
 
-The creator's DEL ends the ownership either way: with containers still attached the
-mark is cleared and the bridge stays, shared as in Go. VLAN gateway ports
+With containers still attached, the creator's DEL leaves the bridge - shared, as in
+Go - and its mark: a DEL of the creator that came while its own port was still there
+(its namespace was gone and the kernel had not yet removed the veth, or it came without
+CNI_NETNS) is repeated by runtimes, and that repeat removes the bridge once it is
+empty. No other attachment's DEL ever removes it. VLAN gateway ports
 (``<bridge>.<vlan>``, see ``add._vlan_gateway``) are the bridge's own, not
 containers': they go with it.
 """
@@ -96,9 +99,9 @@ def _is_vlan_gateway(port: Link, bridge: str, by_index: dict[int, Link]) -> bool
 
 
 def release(backend: NetBackend, bridge: str, mark: str) -> None:
-    """The end of ``mark``'s ownership of ``bridge``: with no container port left the
-    bridge goes (its addresses, routes and VLAN gateway ports with it), else the mark
-    is cleared. Not the creator (or no such bridge): nothing. Best effort - DEL and
+    """DEL of ``bridge``'s creator ``mark``: with no container port left the bridge goes
+    (its addresses, routes and VLAN gateway ports with it), else it stays as it is. Not
+    the creator (or no such bridge): nothing. Best effort - DEL and
     undo never fail here; a bridge that cannot be removed stays, as Go's always does."""
     with contextlib.suppress(NetError, OSError):
         link = backend.link(bridge)
@@ -113,10 +116,9 @@ def release(backend: NetBackend, bridge: str, mark: str) -> None:
                 return
             ports = [item for item in links if item.master == bridge]
             own = [p for p in ports if _is_vlan_gateway(p, bridge, by_index)]
-            batch = backend.batch(None)
-            if len(own) < len(ports):  # containers still on it: shared from now on
-                batch.set_link(bridge, alias="").commit()
+            if len(own) < len(ports):  # containers still on it: it stays, marked (below)
                 return
+            batch = backend.batch(None)
             for port in own:
                 batch.del_link(port.name, missing_ok=True)
             batch.del_link(bridge, missing_ok=True).commit()
