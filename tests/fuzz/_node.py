@@ -69,12 +69,13 @@ class Reply:
 class ForkServer:
     """``tests/fuzz/forkserver.py`` running inside ``netns``: exec-equivalent calls."""
 
-    def __init__(self, netns: str) -> None:
+    def __init__(self, netns: str, cwd: str | os.PathLike[str] = REPO) -> None:
+        """``cwd``: where the plugins run (a relative ``dataDir`` lands there)."""
         env = {**os.environ, "PYTHONPATH": REPO}
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns_name(netns), sys.executable, "-m",
              "tests.fuzz.forkserver"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=env, text=True)
         assert self.proc.stdout is not None
         ready = self.proc.stdout.readline()
         if ready.strip() != "ready":
@@ -121,13 +122,14 @@ class ForkServer:
 
 
 def exec_launcher(netns: str, launcher_path: str, env: Mapping[str, str],
-                  stdin: bytes, timeout: float = 60) -> Reply:
+                  stdin: bytes, timeout: float = 60,
+                  cwd: str | os.PathLike[str] | None = None) -> Reply:
     """A real exec of the launcher inside ``netns`` (as a runtime on that node would)."""
     raw_env = {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in env.items()}
     raw_env[b"PATH"] = os.environ.get("PATH", "/usr/bin:/bin").encode()
     proc = subprocess.run(["ip", "netns", "exec", ns_name(netns), launcher_path],
                           input=stdin, env=raw_env, capture_output=True, timeout=timeout,
-                          check=False)
+                          check=False, cwd=cwd)
     return Reply(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -268,7 +268,9 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, 
     server = None
     try:
         node = Node.make(factory, tmp_path_factory.mktemp("fuzz"))
-        server = ForkServer(node.node)
+        # plugins run in the store: a relative ``dataDir`` of a generated input writes
+        # there (checked like the rest), never into the repository
+        server = ForkServer(node.node, cwd=node.data_dir)
         yield node, server
     finally:
         if server is not None:
@@ -311,7 +313,7 @@ def test_generated_bad_input(plugin_type: str, fuzz_node: tuple[Node, ForkServer
     def one_call(env: dict[str, str], stdin: bytes) -> None:
         calls[0] += 1
         real = calls[0] % REAL_EXEC_EVERY == 0
-        reply = exec_launcher(node.node, path, env, stdin) if real else \
+        reply = exec_launcher(node.node, path, env, stdin, cwd=node.data_dir) if real else \
             server.call(path, env, stdin, state_of=namespaces, firewall=rules)
         assert_answer(reply, env)
         command = env.get("CNI_COMMAND")
