@@ -498,6 +498,30 @@ static int route_cb(const struct nlmsghdr *h, void *arg)
     return 0;
 }
 
+/* One dump on an open socket: the request is the family header ``hdr``
+ * (hdrlen bytes: a filter the kernel may honour, such as an ifindex), each
+ * reply goes through ``cb``; the records in *out, their count returned.
+ * Closes the socket. */
+static int dump_on(int sock, struct dump_ctx *dc, uint16_t type, uint16_t want,
+                   const void *hdr, size_t hdrlen, dump_cb cb, void **out)
+{
+    struct nlbuf b;
+    nb_init(&b);
+    size_t off = nb_msg(&b, type, NLM_F_REQUEST | NLM_F_DUMP, 1, hdrlen);
+    if (!b.oom)
+        memcpy(nb_hdr(&b, off), hdr, hdrlen);
+    nb_msg_end(&b, off);
+    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, want, cb, dc);
+    nb_free(&b);
+    close(sock);
+    if (rc < 0) {
+        free(dc->v.p);
+        return rc;
+    }
+    *out = dc->v.p;
+    return dc->v.n;
+}
+
 static int dump_generic(const char *netns, uint16_t type, uint16_t want, int family,
                         size_t hdrlen, size_t recsize, dump_cb cb, void **out)
 {
@@ -506,21 +530,13 @@ static int dump_generic(const char *netns, uint16_t type, uint16_t want, int fam
     if (sock < 0)
         return sock;
     struct dump_ctx dc = {.v = {.size = recsize}, .nm = {.sock = sock}, .family = family};
-    struct nlbuf b;
-    nb_init(&b);
-    size_t off = nb_msg(&b, type, NLM_F_REQUEST | NLM_F_DUMP, 1, hdrlen);
-    if (!b.oom)
-        *(unsigned char *)nb_hdr(&b, off) = (unsigned char)family;  /* family is the first byte */
-    nb_msg_end(&b, off);
-    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, want, cb, &dc);
-    nb_free(&b);
-    close(sock);
-    if (rc < 0) {
-        free(dc.v.p);
-        return rc;
+    unsigned char hdr[64] = {0};  /* the largest family header dumped here is tcmsg */
+    if (hdrlen == 0 || hdrlen > sizeof hdr) {
+        close(sock);
+        return -EINVAL;
     }
-    *out = dc.v.p;
-    return dc.v.n;
+    hdr[0] = (unsigned char)family;  /* family is the first byte of every family header */
+    return dump_on(sock, &dc, type, want, hdr, hdrlen, cb, out);
 }
 
 int cn_dump_addrs(const char *netns, int family, struct cn_addr **out)
@@ -550,24 +566,8 @@ int cn_dump_addrs_of(const char *netns, int family, const char *ifname, struct c
     (void)setsockopt(sock, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
     struct dump_ctx dc = {.v = {.size = sizeof(struct cn_addr)}, .nm = {.sock = sock},
                           .family = family, .ifindex = index};
-    struct nlbuf b;
-    nb_init(&b);
-    size_t off = nb_msg(&b, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, sizeof(struct ifaddrmsg));
-    if (!b.oom) {
-        struct ifaddrmsg *ifa = nb_hdr(&b, off);
-        ifa->ifa_family = (unsigned char)family;
-        ifa->ifa_index = (unsigned int)index;
-    }
-    nb_msg_end(&b, off);
-    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, RTM_NEWADDR, addr_cb, &dc);
-    nb_free(&b);
-    close(sock);
-    if (rc < 0) {
-        free(dc.v.p);
-        return rc;
-    }
-    *out = dc.v.p;
-    return dc.v.n;
+    struct ifaddrmsg ifa = {.ifa_family = (unsigned char)family, .ifa_index = (unsigned int)index};
+    return dump_on(sock, &dc, RTM_GETADDR, RTM_NEWADDR, &ifa, sizeof ifa, addr_cb, (void **)out);
 }
 
 int cn_dump_routes(const char *netns, int family, struct cn_route **out)
