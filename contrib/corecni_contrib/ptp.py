@@ -182,14 +182,17 @@ def cni_add(request: Request) -> Result:
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    """Go's order: IPAM, the container's veth (the host end and its routes go with it),
-    masquerade - the last one even when the namespace is gone (Go skips it then)."""
+    """Go's order is IPAM, the container's veth (the host end and its routes go with
+    it), masquerade. Here the masquerade goes first, while IPAM still holds the
+    addresses (see ``_masq.teardown``), and even when the namespace is gone (Go
+    skips it then)."""
     conf = PtpConf.from_request(request)
+    if conf.ip_masq:  # while IPAM still holds the addresses
+        _masq.teardown(conf.ip_masq_backend, conf.owner(request),
+                       _masq.result_addresses(request.prev_result))
     request.ipam_del()
     if request.netns:
         delete_own_veth(request.net, request)
-    if conf.ip_masq:
-        _masq.teardown(conf.ip_masq_backend, conf.owner(request))
 
 
 @hookimpl
@@ -222,7 +225,7 @@ def plugin_status(request: Request) -> None:
 
 @hookimpl
 def plugin_gc(request: Request) -> None:
-    """Go's ptp has no GC: here IPAM collects, and stale masquerade chains go."""
+    """Go's ptp has no GC: here IPAM collects, and stale nftables masquerade elements go."""
     conf = PtpConf.from_request(request)
     ipam_gc(request)
     if conf.ip_masq:

@@ -133,10 +133,12 @@ def host_local(tmp: Path, *subnets: str) -> dict[str, Any]:
 # --- state the kernel readers of corecni.testing do not cover -----------------------------
 
 def masq_chains(ns: str) -> list[str]:
-    """Per-attachment masquerade chains, whichever backend wrote them (iptables-nft's
-    rules show up in nft too; its v4 and v6 chains share one name)."""
-    return sorted(set(re.findall(r"chain (CNI-[0-9a-f]+)",
-                                 nft(ns, "list", "ruleset", check=True))))
+    """The attachments that have masquerade rules, whichever backend wrote them: Go's
+    per-attachment chains (iptables-nft's rules show up in nft too; its v4 and v6
+    chains share one name) and the owners of corecni's nftables set elements."""
+    ruleset = nft(ns, "list", "ruleset", check=True)
+    return sorted(set(re.findall(r"chain (CNI-[0-9a-f]+)", ruleset))
+                  | set(re.findall(r'comment "(CNI-[0-9a-f]+) id: ', ruleset)))
 
 
 def _held(network_dir: Path) -> list[str]:

@@ -44,52 +44,78 @@ def test_nft_comment_is_plain_and_bounded() -> None:
     odd = Owner("net", "x" * 200, 'e"th\\0')
     assert '"' not in odd.nft_comment and "\\" not in odd.nft_comment
     assert len(odd.nft_comment) == _masq.COMMENT_MAX
-    assert odd.nft_comment.startswith("corecni masq net: net, id: x")
-    assert OWNER.nft_comment == "corecni masq net: mynet, id: c0ffee, if: eth0"
+    assert odd.nft_comment.startswith(f"{odd.nft_chain} id: x")  # the owner survives the cut
+    assert OWNER.nft_comment == f"{OWNER.nft_chain} id: c0ffee if: eth0"
 
 
 # --- nftables ---------------------------------------------------------------------------
 
-def test_nft_setup_is_one_idempotent_transaction() -> None:
-    chain = OWNER.nft_chain
-    comment = 'comment "corecni masq net: mynet, id: c0ffee, if: eth0"'
-    assert _masq.render_nft_setup(OWNER, ["10.1.0.5/24", "fd01::5/64"]) == (
-        "add table inet corecni_masquerade\n"
-        f"add chain inet corecni_masquerade {chain} "
-        "{ type nat hook postrouting priority srcnat; policy accept; }\n"
-        f"flush chain inet corecni_masquerade {chain}\n"
-        f"add rule inet corecni_masquerade {chain} ip saddr 10.1.0.5 "
-        f"ip daddr != 10.1.0.0/24 ip daddr != 224.0.0.0/4 masquerade {comment}\n"
-        f"add rule inet corecni_masquerade {chain} ip6 saddr fd01::5 "
-        f"ip6 daddr != fd01::/64 ip6 daddr != ff00::/8 masquerade {comment}\n"
-    )
+SET4 = "masq4-" + firewall.format_hash(12, "", "mynet") + "-" + \
+    firewall.format_hash(8, "", "10.1.0.0/24")
+SET6 = "masq6-" + firewall.format_hash(12, "", "mynet") + "-" + \
+    firewall.format_hash(8, "", "fd01::/64")
+ELEMENT_COMMENT = f'comment "{OWNER.nft_comment}"'
 
 
-def test_nft_teardown_declares_before_deleting() -> None:
-    chain = OWNER.nft_chain
-    assert _masq.render_nft_teardown([OWNER, OWNER], ["CNI-extra"]) == (
-        "add table inet corecni_masquerade\n"
-        f"add chain inet corecni_masquerade {chain} "
-        "{ type nat hook postrouting priority srcnat; policy accept; }\n"
-        f"delete chain inet corecni_masquerade {chain}\n"
-        "add chain inet corecni_masquerade CNI-extra "
-        "{ type nat hook postrouting priority srcnat; policy accept; }\n"
-        "delete chain inet corecni_masquerade CNI-extra\n"
-    )
+def test_nft_sets_are_per_network_and_subnet() -> None:
+    assert _masq.nft_set("mynet", "10.1.0.5/24") == SET4
+    assert _masq.nft_set("mynet", "10.1.0.9/24") == SET4  # one set for the subnet
+    assert _masq.nft_set("mynet", "10.2.0.5/24") != SET4
+    assert _masq.nft_set("other", "10.1.0.5/24") != SET4
+    assert _masq.nft_set("mynet", "fd01::5/64") == SET6
+    assert SET4.startswith(_masq.nft_set_prefix("mynet", 4))
 
 
-def test_stale_nft_chains_picks_the_networks_unlisted_attachments() -> None:
-    keep, drop = Owner("mynet", "a", "eth0"), Owner("mynet", "b", "eth0")
-    foreign = Owner("othernet", "c", "eth0")
+def test_nft_fast_setup_only_creates_elements() -> None:
+    """No chain, rule, read or delete: the ADD that does not grow with the node."""
+    assert _masq.render_nft_setup_fast(OWNER, ["10.1.0.5/24", "fd01::5/64"]) == (
+        f"create element inet corecni_masquerade {SET4} {{ 10.1.0.5 {ELEMENT_COMMENT} }}\n"
+        f"create element inet corecni_masquerade {SET6} {{ fd01::5 {ELEMENT_COMMENT} }}\n")
+
+
+def test_nft_setup_makes_missing_subnets_and_replaces_present_elements() -> None:
     listing = {"nftables": [
-        {"metainfo": {"version": "1.0.6"}},
-        {"chain": {"name": keep.nft_chain}},
-        *({"rule": {"chain": o.nft_chain, "comment": o.nft_comment}}
-          for o in (keep, drop, drop, foreign)),
-        {"rule": {"chain": "CNI-nocomment"}},
-    ]}
-    assert _masq.stale_nft_chains(listing, "mynet", [("a", "eth0")]) == [drop.nft_chain]
-    assert _masq.stale_nft_chains(listing, "mynet", []) == [keep.nft_chain, drop.nft_chain]
+        {"set": {"name": SET4, "elem": [{"elem": {"val": "10.1.0.5", "comment": "CNI-old"}}]}}]}
+    assert _masq.render_nft_setup(OWNER, ["10.1.0.5/24", "fd01::5/64"], listing) == (
+        "add table inet corecni_masquerade\n"
+        "add chain inet corecni_masquerade postrouting "
+        "{ type nat hook postrouting priority srcnat; policy accept; }\n"
+        f"delete element inet corecni_masquerade {SET4} {{ 10.1.0.5 }}\n"
+        f"add element inet corecni_masquerade {SET4} {{ 10.1.0.5 {ELEMENT_COMMENT} }}\n"
+        f"add set inet corecni_masquerade {SET6} {{ type ipv6_addr; }}\n"
+        f"add rule inet corecni_masquerade postrouting ip6 saddr @{SET6} "
+        "ip6 daddr != fd01::/64 ip6 daddr != ff00::/8 masquerade "
+        'comment "corecni masq net: mynet, subnet: fd01::/64"\n'
+        f"add element inet corecni_masquerade {SET6} {{ fd01::5 {ELEMENT_COMMENT} }}\n")
+    first = _masq.render_nft_setup(OWNER, ["10.1.0.5/24"], None)  # no table yet
+    assert f"add set inet corecni_masquerade {SET4} {{ type ipv4_addr; }}" in first
+    assert "ip saddr @" + SET4 + " ip daddr != 10.1.0.0/24 ip daddr != 224.0.0.0/4" in first
+    assert "delete" not in first
+
+
+def test_owned_elements_and_legacy_chains() -> None:
+    """DEL (``owners``) and GC (``keep``) find elements by the owner token of their
+    comment, in the network's sets only; chains of the former layout too."""
+    keep, drop = Owner("mynet", "a", "eth0"), Owner("mynet", "b", "eth0")
+    stranger = Owner("othernet", "b", "eth0")
+    listing = {"nftables": [
+        {"set": {"name": SET4, "elem": [
+            {"elem": {"val": "10.1.0.2", "comment": keep.nft_comment}},
+            {"elem": {"val": "10.1.0.3", "comment": drop.nft_comment}},
+            "10.1.0.4"]}},  # no comment: not ours
+        {"set": {"name": _masq.nft_set("othernet", "10.1.0.5/24"),
+                 "elem": [{"elem": {"val": "10.1.0.5", "comment": stranger.nft_comment}}]}},
+        {"rule": {"chain": drop.nft_chain, "comment": drop.legacy_nft_comment}},
+        {"rule": {"chain": "postrouting", "comment": "corecni masq net: mynet, subnet: x"}}]}
+    gc = _masq.owned_nft_elements(listing, "mynet", keep=[keep])
+    assert [(e.set_name, e.key) for e in gc] == [(SET4, "10.1.0.3")]
+    assert _masq.legacy_nft_chains(listing, "mynet", keep=[keep]) == [drop.nft_chain]
+    assert _masq.legacy_nft_chains(listing, "mynet", [keep]) == []
+    assert [e.key for e in _masq.owned_nft_elements(listing, "mynet", [keep])] == ["10.1.0.2"]
+    assert _masq.render_nft_teardown(gc, [drop.nft_chain]) == (
+        f"delete element inet corecni_masquerade {SET4} {{ 10.1.0.3 }}\n"
+        f"delete chain inet corecni_masquerade {drop.nft_chain}\n")
+    assert _masq.render_nft_teardown() == ""
 
 
 # --- iptables (Go's layout) ---------------------------------------------------------------

@@ -36,7 +36,8 @@ def cni_add(request: Request) -> Result:
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    """Go's order: container interface, IPAM, spoof check (best effort), masquerade.
+    """Go's order (container interface, IPAM, spoof check, masquerade), except that the
+    masquerade goes before IPAM releases the addresses (see ``_masq.teardown``).
 
     Unlike Go, the masquerade rules go even when the namespace is already gone:
     they are found by attachment identity, not by the container's addresses; and the
@@ -47,13 +48,13 @@ def cni_del(request: Request) -> None:
     owner = _masq.Owner(conf.network, request.container_id, request.ifname)
     if request.netns:
         delete_own_veth(request.net, request)
+    if conf.layer3 and conf.ip_masq:  # while IPAM still holds the addresses
+        _masq.teardown(conf.ip_masq_backend, owner, _masq.result_addresses(request.prev_result))
     if conf.layer3:
         request.ipam_del()
     if conf.mac_spoof_check:
         with contextlib.suppress(CNIError):  # Go only logs a failed spoof-check teardown
             ports.spoof_teardown(owner)
-    if conf.layer3 and conf.ip_masq:
-        _masq.teardown(conf.ip_masq_backend, owner)
     bridge_owner.release(request.net, conf.bridge, bridge_owner.mark_of(request, conf.network))
 
 
@@ -72,7 +73,7 @@ def plugin_status(request: Request) -> None:
 @hookimpl
 def plugin_gc(request: Request) -> None:
     """Go's bridge has no GC. Here: the IPAM plugin collects its stale leases (only this
-    plugin can reach it) and stale nftables masquerade chains of the network go."""
+    plugin can reach it) and the network's stale nftables masquerade elements go."""
     conf = BridgeConf.from_request(request)
     if conf.layer3:
         ipam_gc(request)
