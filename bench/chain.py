@@ -18,10 +18,15 @@ container namespace, all inside a throwaway "node" namespace per column
 Printed: per-pod ADD and DEL mean and p99 (ms) and each column's ratio to Go,
 plus a row for corecni in-process with the other portmap/firewall backend
 (Debian's Go 1.1.1 plugins know iptables only). Then the scaling check: the
-mean ADD of 10 more pods when 10 and when 500 pods are already attached, for
-corecni in-process on each portmap backend and for Go (the rule work per pod
-should not grow with the pods on the node). The machine's load average is
-printed beside the figures; ``--profile`` adds each in-process plugin's share.
+mean ADD of 10 more pods when 10 and when 500 pods are already attached (each
+column fills its own node, so the node holds that column's rules), and the
+*rule work* of those ADDs - portmap's plus firewall's time - for corecni
+in-process on each backend and for Go's plugins (corecni's runtime exec'ing
+them and timing each call; Go's libcni row gives the whole chain). On the
+iptables backend the kernel checks the whole ``ip nat`` table on every
+transaction that adds a rule there, so the smallest such write grows with the
+node whoever makes it: that floor is printed beside. The machine's load average
+is printed beside the figures; ``--profile`` adds each in-process plugin's share.
 
     python -m bench.chain [-n 50] [--scale 500] [--no-scale] [--backend iptables]
                           [--profile]
@@ -41,19 +46,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-GO_DIR = "/usr/lib/cni"
-GOCODE = "/usr/share/gocode"
+import attrs
+
+from bench._support import GO_PLUGINS as GO_DIR
+from bench._support import Namespaces, build_go, have_root
+
 DRIVER = Path(__file__).resolve().parent.parent / "tests" / "interop" / "gocni" / "main.go"
 OURS = {"bridge": "corecni_contrib.bridge", "host-local": "corecni_contrib.host_local.plugin",
         "portmap": "corecni_contrib.portmap", "firewall": "corecni_contrib.firewall"}
 #: corecni's own tuning and bandwidth when installed (Go's stand in otherwise)
 TAIL = {"tuning": "corecni_contrib.tuning", "bandwidth": "corecni_contrib.bandwidth"}
+#: the plugins whose work is netfilter rules (bridge's masquerade is inside bridge's time)
+RULE_PLUGINS = ("portmap", "firewall")
 
 
 def ours() -> dict[str, str]:
@@ -61,39 +70,6 @@ def ours() -> dict[str, str]:
 
     registered = {ep.name for ep in entry_points(group="corecni.plugins")}
     return {**OURS, **{t: m for t, m in TAIL.items() if t in registered}}
-PREFIX = f"ccni-bench-{os.getpid()}-"
-
-
-def build_driver(tmp: Path) -> str:
-    """The libcni driver of the interop tests, built offline in GOPATH mode."""
-    pkg = tmp / "gopath" / "src" / "gocni"
-    pkg.mkdir(parents=True)
-    shutil.copy(DRIVER, pkg / "main.go")
-    out = tmp / "gocni"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{tmp / 'gopath'}:{GOCODE}",
-           "GOCACHE": str(tmp / "gocache"), "GOFLAGS": "", "CGO_ENABLED": "0"}
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=pkg, env=env, check=True,
-                   capture_output=True)
-    return str(out)
-
-
-class Namespaces:
-    """Named namespaces for one run, all removed at the end (even on failure)."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def make(self, role: str) -> str:
-        name = f"{PREFIX}{role}-{uuid.uuid4().hex[:6]}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        self.names.append(name)
-        return f"/run/netns/{name}"
-
-    def cleanup(self) -> None:
-        for name in reversed(self.names):
-            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-        self.names.clear()
 
 
 def conflist(tmp: Path, name: str, backend: str) -> dict[str, Any]:
@@ -130,20 +106,23 @@ def go_caller(driver: str, cni_path: str, node: str, conf_path: Path, cache: Pat
     return call
 
 
-#: per (command, plugin type): ms of each call, filled when --profile is on
+#: per (command, plugin type): ms of each call
 Timings = dict[tuple[str, str], list[float]]
 
 
-def corecni_caller(conf: dict[str, Any], node: str, tmp: Path,
-                   timings: Timings | None = None) -> Call:
+def runtime_caller(conf: dict[str, Any], node: str, tmp: Path, timings: Timings | None = None,
+                   in_process: bool = True) -> Call:
+    """corecni's runtime: with its plugins in-process, or (``in_process`` False) exec'ing
+    Go's, which times each Go plugin call the way libcni makes it (a process each)."""
     from corecni import netns
     from corecni.registry import Registry
     from corecni.runtime import CNIRuntime
     from corecni.spec.config import NetworkConfigList, RuntimeConf
 
-    registry = Registry(path=(GO_DIR,), entry_points=False)
-    for plugin_type, target in ours().items():
-        registry.register(plugin_type, target)
+    registry = Registry(path=(GO_DIR,), entry_points=False, in_process=in_process)
+    if in_process:
+        for plugin_type, target in ours().items():
+            registry.register(plugin_type, target)
     cls = CNIRuntime
     if timings is not None:
         record = timings
@@ -184,24 +163,36 @@ def install_ours(bindir: Path) -> str:
     return str(bindir)
 
 
+class Node:
+    """A throwaway node namespace and its pods' namespaces (all removed at the end)."""
+
+    def __init__(self) -> None:
+        self.spaces = Namespaces("ccni-bench-chain")
+        self.path = self.spaces.make("node")
+
+    def pod(self) -> str:
+        return self.spaces.make(f"ctr{len(self.spaces.names)}")
+
+
 @contextmanager
 def column(kind: str, driver: str, backend: str, root: Path,
-           timings: Timings | None = None) -> Iterator[tuple[Call, Namespaces]]:
-    """A fresh node namespace and the caller of one column."""
-    spaces = Namespaces()
+           timings: Timings | None = None) -> Iterator[tuple[Call, Node]]:
+    """A fresh node namespace and the caller of one column: ``go`` and ``go+corecni``
+    (Go's libcni driver exec'ing Go's or corecni's plugins), ``corecni`` (its runtime,
+    plugins in-process) or ``go-plugins`` (its runtime exec'ing Go's plugins)."""
     tmp = Path(tempfile.mkdtemp(dir=root))
+    node = Node()
     try:
-        node = spaces.make("node")
         conf = conflist(tmp, "benchnet", backend)
-        if kind == "corecni":
-            yield corecni_caller(conf, node, tmp, timings), spaces
+        if kind in ("corecni", "go-plugins"):
+            yield runtime_caller(conf, node.path, tmp, timings, kind == "corecni"), node
         else:
             conf_path = tmp / "net.conflist"
             conf_path.write_text(json.dumps(conf))
             cni_path = GO_DIR if kind == "go" else install_ours(tmp / "bin")
-            yield go_caller(driver, cni_path, node, conf_path, tmp / "cache"), spaces
+            yield go_caller(driver, cni_path, node.path, conf_path, tmp / "cache"), node
     finally:
-        spaces.cleanup()
+        node.spaces.cleanup()
 
 
 def timed(call: Call, verb: str, ctr: str, cid: str, capargs: dict[str, Any]) -> float:
@@ -217,40 +208,74 @@ def p99(samples: list[float]) -> float:
 
 def run_column(kind: str, driver: str, backend: str, n: int, root: Path,
                timings: Timings | None = None) -> tuple[list[float], list[float]]:
-    with column(kind, driver, backend, root, timings) as (call, spaces):
-        ctrs = [spaces.make("ctr") for _ in range(n)]
+    with column(kind, driver, backend, root, timings) as (call, node):
+        ctrs = [node.pod() for _ in range(n)]
         adds = [timed(call, "add", ctr, f"pod{i}", caps(i)) for i, ctr in enumerate(ctrs)]
         dels = [timed(call, "del", ctr, f"pod{i}", caps(i)) for i, ctr in enumerate(ctrs)]
     return adds, dels
 
 
+@attrs.frozen
+class Scale:
+    """One column of the scaling check, at each number of pods attached."""
+
+    add: dict[int, float]  # mean ms per ADD
+    rules: dict[int, float]  # mean ms of portmap + firewall per ADD (timed columns)
+    floor: dict[int, float]  # a one-rule nat transaction in the node (iptables)
+    timings: dict[int, Timings]
+
+
+def nat_floor(node: str, reps: int = 11) -> float:
+    """Median ms of the smallest write into the node's ``ip nat`` table: one
+    ``iptables-restore --noflush`` adding one rule to a new chain (removed after).
+    The kernel checks the whole table on each such transaction, so this grows with
+    the rules there whoever writes them: the floor of any iptables client."""
+    from corecni import netns
+
+    samples = []
+    with netns.entered(node):
+        for i in range(reps):
+            chain = f"CCNI-FLOOR-{i}"
+            script = f"*nat\n-N {chain}\n-A {chain} -p tcp --dport 1 -j ACCEPT\nCOMMIT\n"
+            start = time.perf_counter()
+            subprocess.run(["iptables-restore", "--noflush"], input=script, text=True,
+                           check=True)
+            samples.append((time.perf_counter() - start) * 1000)
+        drop = "".join(f":CCNI-FLOOR-{i} - [0:0]\n-X CCNI-FLOOR-{i}\n" for i in range(reps))
+        subprocess.run(["iptables-restore", "--noflush"], input=f"*nat\n{drop}COMMIT\n",
+                       text=True, check=True)
+    return statistics.median(samples)
+
+
 def scale_column(kind: str, driver: str, backend: str, attached: tuple[int, ...], extra: int,
-                 root: Path, timings: dict[int, Timings] | None = None) -> dict[int, float]:
+                 root: Path) -> Scale:
     """Mean ADD of ``extra`` pods, one after the other, once ``attached`` pods are on
-    the node (filled with corecni in-process, whatever the column: only the measured
-    ADDs differ); they are DELeted after."""
-    out: dict[int, float] = {}
+    the node (filled by the column itself, so the node holds that column's layout);
+    they are DELeted after. Runtime columns also time each plugin."""
+    out = Scale({}, {}, {}, {})
+    timed_kind = kind in ("corecni", "go-plugins")
     measured: Timings = {}
-    with column(kind, driver, backend, root, measured if timings is not None else None) \
-            as (call, spaces):
-        fill = call if kind == "corecni" else None
+    with column(kind, driver, backend, root, measured if timed_kind else None) as (call, node):
         done = 0
         for target in attached:
             while done < target:
-                ctr = spaces.make("ctr")
-                (fill or call)("add", ctr, f"fill{done}", caps(done))
+                call("add", node.pod(), f"fill{done}", caps(done))
                 done += 1
             measured.clear()
             # back to back, then the DELs: a DEL leaves kernel work behind (RCU callbacks,
             # device teardown) that would land in the next ADD's time
-            ctrs = [spaces.make("ctr") for _ in range(extra)]
+            ctrs = [node.pod() for _ in range(extra)]
             samples = [timed(call, "add", ctr, f"m{target}-{j}", caps(5000 + j))
                        for j, ctr in enumerate(ctrs)]
+            out.add[target] = statistics.mean(samples)
+            if timed_kind:
+                out.timings[target] = {k: list(v) for k, v in measured.items()}
+                out.rules[target] = sum(sum(measured.get(("ADD", t), [])) for t in
+                                        RULE_PLUGINS) / extra
+            if backend == "iptables":
+                out.floor[target] = nat_floor(node.path)
             for j, ctr in enumerate(ctrs):
                 call("del", ctr, f"m{target}-{j}", caps(5000 + j))
-            out[target] = statistics.mean(samples)
-            if timings is not None:
-                timings[target] = {k: list(v) for k, v in measured.items()}
     return out
 
 
@@ -263,6 +288,12 @@ def breakdown(timings: Timings, command: str, pods: int) -> str:
     parts = [f"{ptype} {sum(v) / pods:.1f}" for (cmd, ptype), v in timings.items()
              if cmd == command]
     return ", ".join(parts)
+
+
+def _growth(values: dict[int, float], low: int, high: int) -> str:
+    if low not in values or high not in values:
+        return f"{'-':>7} {'-':>7} {'-':>7}"
+    return f"{values[low]:7.1f} {values[high]:7.1f} {values[high] / values[low]:6.2f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,13 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also print each in-process plugin's mean ms per pod")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.chain needs root (network namespaces)", file=sys.stderr)
+    if not have_root("bench.chain"):
         return 2
     root = Path(tempfile.mkdtemp(prefix="ccni-bench-chain-"))
     other = "nftables" if args.backend == "iptables" else "iptables"
     try:
-        driver = build_driver(root)
+        driver = build_go(DRIVER, root, "gocni")
         print(f"chain bridge -> portmap -> firewall -> tuning -> bandwidth, {args.n} pods, "
               f"4 port mappings each, backend {args.backend}; ms per pod; {load()}")
         print(f"{'column':<16} {'ADD mean':>9} {'ADD p99':>9} {'DEL mean':>9} {'DEL p99':>9}"
@@ -310,21 +340,38 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label} ADD per plugin: {breakdown(timings, 'ADD', args.n)}")
             print(f"  {label} DEL per plugin: {breakdown(timings, 'DEL', args.n)}")
         if not args.no_scale:
-            print(f"\nADD mean of 10 pods with 10 and with {args.scale} pods attached (ms)")
-            for kind, backend in (("corecni", "iptables"), ("corecni", "nftables"),
-                                  ("go", "iptables")):
-                scale_timings: dict[int, Timings] | None = \
-                    {} if args.profile and kind == "corecni" else None
-                means = scale_column(kind, driver, backend, (10, args.scale), 10, root,
-                                     scale_timings)
-                print(f"{kind + ' ' + backend:<20} 10: {means[10]:7.1f}   {args.scale}: "
-                      f"{means[args.scale]:7.1f}   growth {means[args.scale] / means[10]:.2f}x"
-                      f"   ({load()})", flush=True)
-                for attached, timings in (scale_timings or {}).items():
-                    print(f"  at {attached}: {breakdown(timings, 'ADD', 10)}")
+            scale_report(driver, args.scale, root, args.profile)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def scale_report(driver: str, scale: int, root: Path, profile: bool) -> None:
+    """The scaling check: ADD and rule work with 10 and with ``scale`` pods attached."""
+    low, high = 10, scale
+    print(f"\nmean ms of one more pod's ADD with {low} and with {high} pods attached "
+          f"(10 pods each); rules = portmap + firewall")
+    print(f"{'column':<26} {'ADD@' + str(low):>7} {'ADD@' + str(high):>7} {'growth':>7}"
+          f" {'rules@' + str(low):>7} {'rules@' + str(high):>7} {'growth':>7}")
+    floors: dict[str, dict[int, float]] = {}
+    for label, kind, backend in (("corecni iptables", "corecni", "iptables"),
+                                 ("corecni nftables", "corecni", "nftables"),
+                                 ("go plugins (iptables)", "go-plugins", "iptables"),
+                                 ("go libcni (iptables)", "go", "iptables")):
+        result = scale_column(kind, driver, backend, (low, high), 10, root)
+        floors[label] = result.floor
+        print(f"{label:<26} {_growth(result.add, low, high)} {_growth(result.rules, low, high)}"
+              f"   ({load()})", flush=True)
+        if profile:
+            for attached, timings in result.timings.items():
+                print(f"  at {attached}: {breakdown(timings, 'ADD', 10)}")
+    print("(go plugins: corecni's runtime exec'ing Go's 1.1.1 plugins, each call timed; "
+          "go libcni: Go's runtime, the whole chain)")
+    for label, floor in floors.items():
+        if low in floor and high in floor:
+            print(f"kernel floor in the {label} node: a one-rule iptables-restore into the "
+                  f"nat table {floor[low]:.1f} ms at {low}, {floor[high]:.1f} ms at {high} "
+                  f"({floor[high] / floor[low]:.2f}x)")
 
 
 if __name__ == "__main__":

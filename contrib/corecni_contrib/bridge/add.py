@@ -261,15 +261,21 @@ def _check_gateway_plan(backend: NetBackend, conf: BridgeConf, target: str,
 
 def _set_gateways(backend: NetBackend, conf: BridgeConf, link: Link,
                   gateways: list[IPInterface]) -> None:
-    """Put the gateways on ``link`` and pin its MAC (Go: else a bridge takes the lowest
-    port MAC and changes it as ports come and go). The MAC pinned is the one the link
-    has now, re-read here: concurrent ADDs then all pin the same one, never one that a
-    port joining since this ADD looked the bridge up has already replaced (which would
-    change the MAC under the results of earlier ADDs). A concurrent ADD adding the same
-    address first (EEXIST) is met by planning once more."""
+    """Put the gateways on ``link`` and, when an address is added, pin its MAC as Go
+    does (else a bridge takes the lowest port MAC and changes it as ports come and
+    go; a bridge this plugin created has a MAC set from the start). The MAC pinned
+    is the one the link has now, re-read here: concurrent ADDs then all pin the same
+    one, never one that a port joining since this ADD looked the bridge up has
+    already replaced. The gateways in place (every ADD but the first): nothing is
+    written - setting even the same MAC notifies the whole namespace (ARP flushes
+    the bridge's neighbours, the route cache is invalidated), work that grows with
+    the pods. A concurrent ADD adding the same address first (EEXIST) is met by
+    planning once more."""
     for attempt in (1, 2):
         delete, add = plan_addresses(link.name, _present(backend, link.name), gateways,
                                      conf.force_address)
+        if not delete and not add:
+            return
         with kernel_step(f"look up {link.name}"):
             now = backend.link(link.name)
         mac = now.mac if now is not None else link.mac
