@@ -223,6 +223,10 @@ int cn_dump_neighs(const char *netns, int family, struct cn_neigh **out);
 int cn_dump_qdiscs(const char *netns, struct cn_qdisc **out);
 /* The filters of link `ifname` below the qdisc `parent` (0: the root qdisc;
  * 0xfffffff1: ingress); -ENODEV when there is no such link. */
+/* The per-device settings of `family` (AF_INET: IPV4_DEVCONF_* from 1; AF_INET6:
+ * DEVCONF_* from 0) of link `ifname`, as netlink reports them: the number of
+ * entries of `out` filled, or -errno (-ENODEV: no such link). */
+int cn_link_conf(const char *netns, const char *ifname, int family, int *out, int cap);
 int cn_dump_filters(const char *netns, const char *ifname, unsigned int parent,
                     struct cn_filter **out);
 int cn_dump_rules(const char *netns, int family, struct cn_rule **out);

@@ -385,6 +385,75 @@ int cn_parse_link(const unsigned char *buf, size_t len, struct cn_link *out)
     return rc;
 }
 
+/* ---- per-device IP settings (the devconf behind /proc/sys/net/ipv{4,6}/conf/DEV) -- */
+
+struct conf_ctx {
+    int family;     /* AF_INET or AF_INET6 */
+    int *out;
+    int cap;
+    int n;          /* entries filled (index + 1 of the last one) */
+};
+
+/* IFLA_AF_SPEC holds one nest per family; its conf attribute (AF_INET's
+ * IFLA_INET_CONF, AF_INET6's IFLA_INET6_CONF) is a flat array of 32-bit values in
+ * the kernel's numbering, which starts at 1 for IPV4_DEVCONF_* (entry 0 of the
+ * array is setting 1) and at 0 for DEVCONF_*. out[i] is setting i in that
+ * family's own numbering (AF_INET: out[0] unused). */
+static int conf_cb(const struct nlmsghdr *h, void *arg)
+{
+    struct conf_ctx *cc = arg;
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
+        return 0;
+    struct nlattr *tb[IFLA_MAX + 1];
+    cn_parse_msg(tb, IFLA_MAX, h, sizeof(struct ifinfomsg));
+    const struct nlattr *spec = tb[IFLA_AF_SPEC];
+    if (spec == NULL)
+        return 0;
+    int rem = CN_NLA_LEN(spec);
+    for (const struct nlattr *af = CN_NLA_DATA(spec); CN_NLA_OK(af, rem); af = CN_NLA_NEXT(af, rem)) {
+        if (CN_NLA_TYPE(af) != cc->family)
+            continue;
+        struct nlattr *in[IFLA_INET6_MAX + 1];
+        _Static_assert(IFLA_INET_MAX <= IFLA_INET6_MAX, "one table for both families");
+        int is4 = cc->family == AF_INET;
+        cn_parse_nested(in, is4 ? IFLA_INET_MAX : IFLA_INET6_MAX, af);
+        const struct nlattr *conf = in[is4 ? IFLA_INET_CONF : IFLA_INET6_CONF];
+        if (conf == NULL)
+            return 0;
+        int count = CN_NLA_LEN(conf) / 4, first = is4 ? 1 : 0;
+        const unsigned char *p = CN_NLA_DATA(conf);
+        for (int i = 0; i < count && first + i < cc->cap; i++) {
+            int32_t v;
+            memcpy(&v, p + 4 * i, sizeof v);
+            cc->out[first + i] = v;
+            cc->n = first + i + 1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+int cn_link_conf(const char *netns, const char *ifname, int family, int *out, int cap)
+{
+    if (ifname == NULL || ifname[0] == '\0' || strlen(ifname) >= IFNAMSIZ)
+        return -ENODEV;
+    if (family != AF_INET && family != AF_INET6)
+        return -EAFNOSUPPORT;
+    int sock = cn_nl_socket(netns);
+    if (sock < 0)
+        return sock;
+    struct conf_ctx cc = {.family = family, .out = out, .cap = cap};
+    memset(out, 0, sizeof *out * (size_t)cap);
+    struct nlbuf b;
+    nb_init(&b);
+    int rc = getlink_req(&b, ifname, 1);
+    if (rc == 0)
+        rc = nl_request(sock, &b, RTM_NEWLINK, conf_cb, &cc);
+    nb_free(&b);
+    close(sock);
+    return rc < 0 ? rc : cc.n;
+}
+
 /* ---- addresses -------------------------------------------------------- */
 
 struct dump_ctx {

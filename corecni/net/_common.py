@@ -209,6 +209,42 @@ def sysctl_path(op: str, key: str) -> str:
     return "/proc/sys/net/" + "/".join(parts)
 
 
+#: Per-device settings netlink reports with each link (``IFLA_AF_SPEC``), by the
+#: name of their file under /proc/sys/net/ipv{4,6}/conf/DEV and their index in the
+#: kernel's numbering (linux/ip.h ``IPV4_DEVCONF_*``, linux/ipv6.h ``DEVCONF_*``;
+#: both are append-only UAPI). Only settings whose file shows the plain number are
+#: listed (``mtu``, ``stable_secret`` print otherwise).
+DEVCONF_INDEX: dict[str, dict[str, int]] = {
+    "ipv4": {"forwarding": 1, "mc_forwarding": 2, "proxy_arp": 3, "accept_redirects": 4,
+             "secure_redirects": 5, "send_redirects": 6, "shared_media": 7, "rp_filter": 8,
+             "accept_source_route": 9, "bootp_relay": 10, "log_martians": 11, "tag": 12,
+             "arp_filter": 13, "medium_id": 14, "disable_xfrm": 15, "disable_policy": 16,
+             "force_igmp_version": 17, "arp_announce": 18, "arp_ignore": 19,
+             "promote_secondaries": 20, "arp_accept": 21, "arp_notify": 22, "accept_local": 23,
+             "src_valid_mark": 24, "proxy_arp_pvlan": 25, "route_localnet": 26},
+    "ipv6": {"forwarding": 0, "hop_limit": 1, "accept_ra": 3, "accept_redirects": 4,
+             "autoconf": 5, "dad_transmits": 6, "router_solicitations": 7,
+             "use_tempaddr": 10, "max_addresses": 15, "force_mld_version": 16,
+             "accept_ra_defrtr": 17, "accept_ra_pinfo": 18, "proxy_ndp": 22,
+             "accept_source_route": 24, "mc_forwarding": 25, "disable_ipv6": 26,
+             "accept_dad": 27, "ndisc_notify": 29, "keep_addr_on_down": 42,
+             "enhanced_dad": 46, "addr_gen_mode": 47},
+}
+
+
+def devconf_of(key: str) -> tuple[int, str, int] | None:
+    """(address family, device, index) when ``key`` is a per-device setting netlink
+    reports (``ipv4/conf/eth0/arp_notify``), else None (``all``/``default`` have no
+    link to ask; every other key is read from its file)."""
+    parts = key.strip("/").split("/")
+    if len(parts) != 4 or parts[1] != "conf" or parts[2] in ("all", "default", "", ".", ".."):
+        return None
+    index = DEVCONF_INDEX.get(parts[0], {}).get(parts[3])
+    if index is None:
+        return None
+    return (socket.AF_INET if parts[0] == "ipv4" else socket.AF_INET6), parts[2], index
+
+
 def os_failure(exc: OSError, op: str, obj: str) -> NetError:
     """``exc`` (reading or writing a sysctl) as the ``NetError`` to raise from it."""
     return NetError(exc.errno or errno.EIO, op, obj, exc.strerror or "")

@@ -325,7 +325,10 @@ class NetBackend(Protocol):
         """The filters of ``ifname`` below the qdisc whose handle is ``parent``."""
 
     def sysctl_get(self, key: str, netns: str | None = None) -> str:
-        """``key`` as a /proc/sys path below net, e.g. ``ipv4/ip_forward``."""
+        """``key`` as a /proc/sys path below net, e.g. ``ipv4/ip_forward``; the text
+        its file shows. A backend may answer a per-device setting
+        (``ipv4/conf/DEV/route_localnet``) from netlink: same value, a cost that does
+        not grow with the namespaces on the machine, so read-before-write is cheap."""
 
     def sysctl_set(self, key: str, value: str, netns: str | None = None) -> None: ...
 

@@ -31,6 +31,7 @@ from corecni.net._common import (
     IPVLAN_MODES,
     MACVLAN_MODES,
     NUD_PERMANENT,
+    devconf_of,
     fdb_obj,
     filter_obj,
     in_table,
@@ -740,6 +741,20 @@ class NativeBackend:
         return fd
 
     def sysctl_get(self, key: str, netns: str | None = None) -> str:
+        """A per-device IP setting is asked of netlink with its link, the rest read
+        from /proc/sys/net. The netlink answer is the same number, and it costs the
+        same whatever the machine holds: resolving a /proc/sys/net path walks one
+        cached entry per network namespace that ever looked there, ~0.06 ms per
+        open with 1000 namespaces (a node with 500 pods) - paid by every plugin
+        that reads a setting before writing it."""
+        found = devconf_of(key)
+        if found is not None and (netns is None or os.path.exists(netns)):
+            family, ifname, index = found
+            values = ffi.new("int[]", 128)
+            n = int(lib.cn_link_conf(_ns(netns), os.fsencode(ifname), family, values, 128))
+            if index < n:
+                return str(values[index])
+            # no such link (ENODEV), or the kernel did not report it: the file answers
         fd = self._open("sysctl_get", key, key, netns, os.O_RDONLY)
         try:
             with os.fdopen(fd, "r") as fh:

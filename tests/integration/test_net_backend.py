@@ -550,6 +550,35 @@ def test_sysctl_inside_a_namespace_only(backend: NetBackend, node_netns: str) ->
 
 
 
+def test_per_device_settings_read_as_the_files_show_them(backend: NetBackend,
+                                                         node_netns: str) -> None:
+    """Per-device IP settings are read as /proc shows them, whichever way the backend
+    reads them (the native one asks netlink, which reports them with the link): every
+    setting it knows, on a link some of which were changed, then on a link that is
+    gone (the file's ENOENT)."""
+    from corecni.net._common import DEVCONF_INDEX
+
+    node = node_netns
+    backend.batch(node).add_veth("d0", "d0p").commit()
+    changed = {"ipv4/conf/d0/route_localnet": "1", "ipv4/conf/d0/arp_notify": "1",
+               "ipv4/conf/d0/rp_filter": "2", "ipv6/conf/d0/accept_dad": "0",
+               "ipv6/conf/d0/accept_ra": "2", "ipv6/conf/d0/addr_gen_mode": "1"}
+    for key, value in changed.items():
+        backend.sysctl_set(key, value, node)
+    keys = [f"{family}/conf/d0/{name}" for family, names in DEVCONF_INDEX.items()
+            for name in names]
+    files = subprocess.run(["ip", "netns", "exec", ns_name(node), "cat",
+                            *(f"/proc/sys/net/{key}" for key in keys)],
+                           check=True, capture_output=True, text=True).stdout.split()
+    assert [backend.sysctl_get(key, node) for key in keys] == files
+    assert all(backend.sysctl_get(key, node) == value for key, value in changed.items())
+    backend.batch(node).del_link("d0").commit()
+    for key in ("ipv4/conf/d0/route_localnet", "ipv6/conf/d0/accept_ra"):
+        with pytest.raises(NetError) as info:
+            backend.sysctl_get(key, node)
+        assert info.value.errno == errno.ENOENT
+
+
 def test_none_means_the_calling_threads_namespace(backend: NetBackend, in_node: str) -> None:
     backend.batch().add_bridge("cur0").set_link("cur0", up=True).commit()
     assert "cur0" in link_names(in_node)

@@ -111,7 +111,8 @@ def ensure_bridge(backend: NetBackend, conf: BridgeConf, undo: UndoStack | None 
         kind = f"a {link.kind or 'plain'} link" if link is not None else "gone"
         raise config_error(f'"{name}" already exists but is not a bridge', f"{name} is {kind}")
     with contextlib.suppress(NetError):  # we want to own the bridge's routes (Go: best effort)
-        backend.sysctl_set(f"ipv6/conf/{name}/accept_ra", "0")
+        if backend.sysctl_get(f"ipv6/conf/{name}/accept_ra") != "0":  # one netlink read
+            backend.sysctl_set(f"ipv6/conf/{name}/accept_ra", "0")
     with kernel_step(f"set bridge {name} up"):
         backend.batch(None).set_link(name, up=True,
                                      promisc=True if conf.promisc_mode else None).commit()

@@ -54,11 +54,17 @@ def _routing_ifname(request: Request, ip: IPInterface) -> str | None:
 
 
 def enable_localnet(request: Request, ip: IPInterface) -> None:
-    """127.0.0.1:hostPort must cross a routing boundary to reach the container."""
+    """127.0.0.1:hostPort must cross a routing boundary to reach the container.
+
+    Read first, written only when off (Go writes on every ADD): after a network's
+    first container it is on, and the read is one netlink answer while opening the
+    file costs more the more namespaces the node has."""
     ifname = _routing_ifname(request, ip)
     if ifname is not None:
+        key = f"ipv4/conf/{ifname}/route_localnet"
         with kernel_step(f"enable route_localnet on {ifname}"):
-            request.net.sysctl_set(f"ipv4/conf/{ifname}/route_localnet", "1")
+            if request.net.sysctl_get(key) != "1":
+                request.net.sysctl_set(key, "1")
 
 
 @hookimpl
