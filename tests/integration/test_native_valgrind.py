@@ -29,6 +29,7 @@ NATIVE = ROOT / "native"
 DRIVER = r"""
 #include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include "corecni_native.h"
@@ -66,6 +67,11 @@ static void dumps(const char *ns)
     if (c >= 0) cn_free(f);
     c = cn_dump_filters(ns, "nosuch", 0, &f); if (c >= 0) cn_free(f);
     c = cn_dump_rules(ns, 0, &ru); printf("rules %d\n", c); if (c >= 0) cn_free(ru);
+    int conf[128];
+    c = cn_link_conf(ns, "eth0", AF_INET, conf, 128); printf("conf4 %d\n", c);
+    c = cn_link_conf(ns, "eth0", AF_INET6, conf, 128); printf("conf6 %d\n", c);
+    c = cn_link_conf(ns, "eth0", AF_INET6, conf, 3);  /* fewer slots than settings */
+    c = cn_link_conf(ns, "nosuch", AF_INET, conf, 128); printf("conf-nosuch %d\n", c);
 }
 
 /* argv: spec... where spec is "commit|<netns>|<rcvbuf>|<file>", "dump|<netns>" or
@@ -227,3 +233,9 @@ def test_batch_path_is_clean_under_valgrind(tmp_path: Path, node_netns: str,
     links = [line for line in proc.stdout.splitlines() if line.startswith("links ")]
     assert links[0].split()[3:] == ["lo", "br0", "veth1"]
     assert set(links[1].split()[3:]) == {"lo", "eth0"}  # c1 went with its peer c0
+    conf = [line for line in proc.stdout.splitlines() if line.startswith("conf")]
+    # the node has no eth0 (ENODEV); the container's eth0 reports both families
+    assert conf[:3] == ["conf4 -19", "conf6 -19", "conf-nosuch -19"]
+    assert int(conf[3].split()[1]) > 26  # up to route_localnet at least
+    assert int(conf[4].split()[1]) > 27  # up to accept_dad at least
+    assert conf[5] == "conf-nosuch -19"
