@@ -307,15 +307,20 @@ static int link_cb(const struct nlmsghdr *h, void *arg)
     return 0;
 }
 
-static int getlink_req(struct nlbuf *b, const char *name, uint32_t seq)
+/* RTM_GETLINK on `sock`: link `name`, or every link when NULL; each answer to cb. */
+static int getlink_on(int sock, const char *name, dump_cb cb, void *arg)
 {
+    struct nlbuf b;
+    nb_init(&b);
     uint16_t flags = NLM_F_REQUEST | (name ? 0 : NLM_F_DUMP);
-    size_t off = nb_msg(b, RTM_GETLINK, flags, seq, sizeof(struct ifinfomsg));
+    size_t off = nb_msg(&b, RTM_GETLINK, flags, 1, sizeof(struct ifinfomsg));
     if (name)
-        nb_put_str(b, IFLA_IFNAME, name);
-    nb_put_u32(b, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-    nb_msg_end(b, off);
-    return b->oom ? -ENOMEM : 0;
+        nb_put_str(&b, IFLA_IFNAME, name);
+    nb_put_u32(&b, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    nb_msg_end(&b, off);
+    int rc = b.oom ? -ENOMEM : nl_request(sock, &b, RTM_NEWLINK, cb, arg);
+    nb_free(&b);
+    return rc;
 }
 
 int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
@@ -327,12 +332,7 @@ int cn_dump_links(const char *netns, const char *name, struct cn_link **out)
     if (sock < 0)
         return sock;
     struct link_ctx lc = {.v = {.size = sizeof(struct cn_link)}, .master = {.size = sizeof(int)}};
-    struct nlbuf b;
-    nb_init(&b);
-    int rc = getlink_req(&b, name, 1);
-    if (rc == 0)
-        rc = nl_request(sock, &b, RTM_NEWLINK, link_cb, &lc);
-    nb_free(&b);
+    int rc = getlink_on(sock, name, link_cb, &lc);
     if (name && (rc == -ENODEV || rc == -ENOENT))
         rc = 0;                              /* no such link: empty answer */
     if (rc == 0) {
@@ -444,12 +444,7 @@ int cn_link_conf(const char *netns, const char *ifname, int family, int *out, in
         return sock;
     struct conf_ctx cc = {.family = family, .out = out, .cap = cap};
     memset(out, 0, sizeof *out * (size_t)cap);
-    struct nlbuf b;
-    nb_init(&b);
-    int rc = getlink_req(&b, ifname, 1);
-    if (rc == 0)
-        rc = nl_request(sock, &b, RTM_NEWLINK, conf_cb, &cc);
-    nb_free(&b);
+    int rc = getlink_on(sock, ifname, conf_cb, &cc);
     close(sock);
     return rc < 0 ? rc : cc.n;
 }
