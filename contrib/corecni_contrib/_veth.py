@@ -1,4 +1,5 @@
-"""Config keys bridge and ptp share: the veth ``mtu`` and ``ipMasqBackend``."""
+"""What bridge and ptp share: the veth ``mtu`` and ``ipMasqBackend`` keys, and which
+IPAM types need the container link before they are asked."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ def cfg_masq_backend(raw: Mapping[str, Any], backends: Sequence[str]) -> str | N
         raise config_error(f"unknown ipmasq backend {backend!r}",
                         f"expected one of {', '.join(backends)}")
     return backend
+
+
+#: IPAM types that work on CNI_IFNAME itself: ``dhcp`` runs its exchange (and its
+#: DHCPRELEASE) on the container interface, so bridge and ptp create the veth before
+#: asking it and release it before deleting the veth - Go's order. Every other IPAM is
+#: asked first, so that its errors are refused before the node changes.
+LINK_FIRST_IPAM = frozenset({"dhcp"})
+
+
+def ipam_needs_link(ipam_type: str) -> bool:
+    """Whether the IPAM plugin ``ipam_type`` needs the container link to exist."""
+    return ipam_type in LINK_FIRST_IPAM

@@ -22,6 +22,7 @@ import attrs
 
 from corecni.kit import (
     Request,
+    UndoStack,
     bool_key,
     check_container_link,
     check_iface,
@@ -49,7 +50,7 @@ from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import DNS, Interface, Result
 from corecni.spec.version import CURRENT
 from corecni_contrib import _masq
-from corecni_contrib._veth import cfg_masq_backend, cfg_veth_mtu
+from corecni_contrib._veth import cfg_masq_backend, cfg_veth_mtu, ipam_needs_link
 
 HOST_INDEX, CONTAINER_INDEX = 0, 1  # Go's result: host veth, container interface
 FORWARDING = {4: "ipv4/ip_forward", 6: "ipv6/conf/all/forwarding"}
@@ -145,39 +146,65 @@ def _enable_forwarding(backend: NetBackend, families: set[int]) -> None:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
+    """IPAM first, so that its errors are refused before the node changes; an IPAM that
+    works on the container interface (``dhcp``) in Go's order instead: asked once the
+    veth exists, and released (before the veth goes) if a later step fails."""
     conf = PtpConf.from_request(request)
     backend = request.net
-    netns, ifname = request.netns, request.ifname
-    ensure_ifname_free(backend, netns, ifname)
+    ensure_ifname_free(backend, request.netns, request.ifname)
+    if ipam_needs_link(conf.ipam_type):
+        with undo_on_failure() as undo:
+            host = _create_pair(backend, request, conf, undo)
+            ipam = request.ipam_add()
+            undo.push(request.ipam_del)
+            return _configure(backend, request, conf, _checked(ipam), host, undo)
     ipam = request.ipam_add()
     with ipam_released_on_failure(request), undo_on_failure() as undo:
-        require_ips(ipam)
-        missing = [ip.address for ip in ipam.ips if not ip.gateway]
-        if missing:
-            raise config_error("ptp needs a gateway for every address",
-                            f"IPAM gave none for {', '.join(missing)}")
-        _enable_forwarding(backend, {ip.family for ip in ipam.ips})
-        host = create_veth(backend, netns, ifname, mtu=conf.mtu)
-        undo.append(lambda: delete_link_here(backend, host))
-        with kernel_step(f"look up veth pair {host}/{ifname}"):
-            host_link, container = backend.link(host), backend.link(ifname, netns)
-        if host_link is None or container is None:
-            raise CNIError(ErrorCode.INTERNAL, f"veth pair {host}/{ifname} vanished during ADD")
-        result = Result(
-            cni_version=CURRENT,
-            interfaces=(Interface(name=host, mac=host_link.mac),
-                        Interface(name=ifname, mac=container.mac, sandbox=netns)),
-            ips=ips_for(ipam, CONTAINER_INDEX),
-            routes=ipam.routes,
-            dns=ipam.dns if conf.dns.is_empty() else conf.dns,
-        )
-        _configure_container(backend, netns, ifname, result)
-        _configure_host(backend, host, result)
-        if conf.ip_masq:
-            owner = conf.owner(request)
-            undo.append(lambda: _masq.teardown(conf.ip_masq_backend, owner))
-            _masq.setup(conf.ip_masq_backend, owner, [ip.address for ip in result.ips])
-        return result
+        _checked(ipam)
+        host = _create_pair(backend, request, conf, undo)
+        return _configure(backend, request, conf, ipam, host, undo)
+
+
+def _checked(ipam: Result) -> Result:
+    """``ipam``, refused unless it has addresses, each with a gateway."""
+    require_ips(ipam)
+    missing = [ip.address for ip in ipam.ips if not ip.gateway]
+    if missing:
+        raise config_error("ptp needs a gateway for every address",
+                           f"IPAM gave none for {', '.join(missing)}")
+    return ipam
+
+
+def _create_pair(backend: NetBackend, request: Request, conf: PtpConf, undo: UndoStack) -> str:
+    host = create_veth(backend, request.netns, request.ifname, mtu=conf.mtu)
+    undo.push(lambda: delete_link_here(backend, host))
+    return host
+
+
+def _configure(backend: NetBackend, request: Request, conf: PtpConf, ipam: Result, host: str,
+               undo: UndoStack) -> Result:
+    """Forwarding, both ends' addresses and routes, masquerade; the result."""
+    netns, ifname = request.netns, request.ifname
+    _enable_forwarding(backend, {ip.family for ip in ipam.ips})
+    with kernel_step(f"look up veth pair {host}/{ifname}"):
+        host_link, container = backend.link(host), backend.link(ifname, netns)
+    if host_link is None or container is None:
+        raise CNIError(ErrorCode.INTERNAL, f"veth pair {host}/{ifname} vanished during ADD")
+    result = Result(
+        cni_version=CURRENT,
+        interfaces=(Interface(name=host, mac=host_link.mac),
+                    Interface(name=ifname, mac=container.mac, sandbox=netns)),
+        ips=ips_for(ipam, CONTAINER_INDEX),
+        routes=ipam.routes,
+        dns=ipam.dns if conf.dns.is_empty() else conf.dns,
+    )
+    _configure_container(backend, netns, ifname, result)
+    _configure_host(backend, host, result)
+    if conf.ip_masq:
+        owner = conf.owner(request)
+        undo.push(lambda: _masq.teardown(conf.ip_masq_backend, owner))
+        _masq.setup(conf.ip_masq_backend, owner, [ip.address for ip in result.ips])
+    return result
 
 
 @hookimpl

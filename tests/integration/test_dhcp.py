@@ -147,7 +147,7 @@ def lab(tmp_path: Path, netns_factory: NsFactory) -> Iterator[Lab]:
         pytest.fail("corecni/corecni-shim is not built (make venv builds it)")
     bindir = str(tmp_path / "bin")
     launcher.install(bindir, [launcher.LauncherSpec(t, plugin_target(t))
-                              for t in ("dhcp", "macvlan")], shim=shim)
+                              for t in ("dhcp", "macvlan", "bridge")], shim=shim)
     server = server_namespace(netns_factory)
     dnsmasq = start_dnsmasq(server, "br0", tmp_path / "dnsmasq")
     lab = Lab(tmp_path, server, dnsmasq, bindir, None, netns_factory)  # type: ignore[arg-type]
@@ -368,20 +368,119 @@ def test_errors(lab: Lab, netns_factory: NsFactory) -> None:
     lab.ok("DEL", ctr)
 
 
-def test_bridge_runs_ipam_first(lab: Lab, netns_factory: NsFactory, tmp_path: Path) -> None:
-    """docs/plugins.md says so: corecni's bridge asks IPAM before the container link
-    exists, which DHCP cannot serve (code 4 naming the interface), and nothing stays."""
+def _veth_plugin(lab: Lab, netns_factory: NsFactory, tmp_path: Path, road: str,
+                 conf: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """ADD/CHECK/DEL of ``conf`` (one plugin, its ipam dhcp) from a fresh node namespace,
+    exec'd as the shim (served by the daemon) or in-process in corecni's runtime; the
+    node namespace is ``call.node``."""
     node = netns_factory("dhcpnode")
     ctr = netns_factory("dhcpctr")
     runtime = NodeCni(plugin_runtime("in-process", tmp_path / "rt", {
-        t: plugin_target(t) for t in ("bridge", "dhcp")}), node)
-    listed = {"cniVersion": "1.0.0", "name": "dhcpnet", "plugins": [
-        {"type": "bridge", "bridge": "cni0",
-         "ipam": {"type": "dhcp", "daemonSocketPath": lab.dhcp_socket}}]}
+        t: plugin_target(t) for t in (conf["type"], "dhcp")}), node)
+    listed = {"cniVersion": "1.0.0", "name": "dhcpnet", "plugins": [conf]}
+
+    def call(command: str, **kw: Any) -> dict[str, Any]:
+        if road == "shim":
+            return lab.ok(command, ctr, conf=kw.get("conf", conf), ptype=conf["type"],
+                          caller=node)
+        verb = {"ADD": runtime.add, "CHECK": runtime.check, "DEL": runtime.delete}[command]
+        return verb(listed, ctr) or {}
+
+    call.node, call.ctr = node, ctr  # type: ignore[attr-defined]
+    return call
+
+
+@pytest.mark.parametrize("road", ["shim", "in-process"])
+def test_bridge_with_dhcp(lab: Lab, netns_factory: NsFactory, tmp_path: Path,
+                          road: str) -> None:
+    """bridge + dhcp, Go's order: the veth is a port of the bridge before the lease is
+    asked for, so the DHCP exchange goes out through the bridge. The node's bridge
+    ``cni0`` has an uplink port to the server's segment (where dnsmasq serves); the
+    container gets a lease, reaches the server, and DEL releases the lease (through
+    the container interface, before the veth goes); DEL again is fine."""
+    conf = {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "bridge", "bridge": "cni0",
+            "ipam": {"type": "dhcp", "daemonSocketPath": lab.dhcp_socket}}
+    call = _veth_plugin(lab, netns_factory, tmp_path, road, conf)
+    node, ctr = call.node, call.ctr  # type: ignore[attr-defined]
+    ip(node, "link", "add", "cni0", "type", "bridge")
+    wire_link(lab.server, node, "uplink", up=True)
+    ip(node, "link", "set", "uplink", "master", "cni0")
+    ip(node, "link", "set", "cni0", "up")
+    result = call("ADD")
+    [ipc] = result["ips"]
+    address = ipc["address"].split("/")[0]
+    assert ipaddress.ip_address(address) in SUBNET and ipc["gateway"] == SERVER_IP
+    assert [a for a in addrs(ctr, "eth0") if a.startswith("10.77.")] == [ipc["address"]]
+    assert ping(ctr, SERVER_IP), "the container does not reach the DHCP server"
+    lease = lab.dnsmasq.lease_of(address)
+    assert lease is not None and lease.client_id == client_id_hex("c1"), lab.dnsmasq.leases()
+    assert [s["ip"] for s in lab.stored()] == [address]
+    host = result["interfaces"][1]["name"]
+    assert _master(node, host) == "cni0"
+    call("CHECK", conf={**conf, "prevResult": result})
+    call("DEL")
+    wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "dnsmasq to drop the lease")
+    wait_for(lambda: any(address in line for line in lab.dnsmasq.log_lines("DHCPRELEASE")),
+             "dnsmasq to log the DHCPRELEASE")
+    assert lab.stored() == []
+    assert _links(ctr) == ["lo"] and host not in _links(node)
+    assert "cni0" in _links(node)  # the node's own bridge stays
+    call("DEL")
+
+
+def test_bridge_dhcp_failure_after_the_lease(lab: Lab, netns_factory: NsFactory,
+                                             tmp_path: Path) -> None:
+    """A step after the lease fails (``isGateway``: the DHCP router address, but the
+    bridge holds another one): the lease goes back to the server (the DHCPRELEASE
+    leaves through the container interface, still there), then the veth goes."""
+    conf = {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "bridge", "bridge": "cni0",
+            "isGateway": True,
+            "ipam": {"type": "dhcp", "daemonSocketPath": lab.dhcp_socket}}
+    call = _veth_plugin(lab, netns_factory, tmp_path, "in-process", conf)
+    node, ctr = call.node, call.ctr  # type: ignore[attr-defined]
+    ip(node, "link", "add", "cni0", "type", "bridge")
+    ip(node, "addr", "add", "10.77.0.250/24", "dev", "cni0")
+    wire_link(lab.server, node, "uplink", up=True)
+    ip(node, "link", "set", "uplink", "master", "cni0")
+    ip(node, "link", "set", "cni0", "up")
     with pytest.raises(CNIError) as info:
-        runtime.add(listed, ctr)
-    assert info.value.code == 4 and "interface eth0 not found" in info.value.msg
-    assert _links(ctr) == ["lo"] and lab.stored() == []
+        call("ADD")
+    assert "already has an IP address different from 10.77.0.1/24" in info.value.msg, info.value
+    wait_for(lambda: lab.dnsmasq.log_lines("DHCPRELEASE"), "the lease released")
+    wait_for(lambda: lab.dnsmasq.leases() == [], "dnsmasq to drop the lease")
+    assert lab.stored() == [] and _links(ctr) == ["lo"]
+    assert sorted(_links(node)) == ["cni0", "lo", "uplink"]
+    assert addrs(node, "cni0") == {"10.77.0.250/24"}
+
+
+@pytest.mark.parametrize("ptype", ["bridge", "ptp"])
+def test_veth_plugins_with_dhcp_no_server(lab: Lab, netns_factory: NsFactory, tmp_path: Path,
+                                          ptype: str) -> None:
+    """No DHCP server behind the link (a bridge with no uplink; ptp's host end, a bare
+    point-to-point peer): the lease service runs the exchange on the container's eth0 -
+    it exists when IPAM runs (else code 4 naming it) - and times out with code 11. The
+    failed ADD leaves nothing: no veth in node or container, not the bridge it created,
+    nothing held by the service or the server."""
+    conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "dhcpnet", "type": ptype, "ipam": {
+        "type": "dhcp", "daemonSocketPath": lab.dhcp_socket, "timeout": "1s"}}
+    if ptype == "bridge":
+        conf["bridge"] = "cni0"
+    call = _veth_plugin(lab, netns_factory, tmp_path, "in-process", conf)
+    node, ctr = call.node, call.ctr  # type: ignore[attr-defined]
+    before = _links(node)
+    with pytest.raises(CNIError) as info:
+        call("ADD")
+    assert info.value.code == 11 and "no DHCP lease for eth0 within 1s" in info.value.msg, \
+        info.value
+    assert _links(ctr) == ["lo"] and _links(node) == before == ["lo"]
+    assert lab.stored() == [] and lab.dnsmasq.leases() == []
+    call("DEL")
+
+
+def _master(ns: str, name: str) -> str:
+    out = subprocess.run(["ip", "-n", ns_name(ns), "-j", "link", "show", name],
+                         capture_output=True, text=True, check=True).stdout
+    return str(json.loads(out)[0].get("master", ""))
 
 
 def test_lease_reattached_by_check_after_restart(lab: Lab, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from corecni.kit import Request, delete_own_veth, hookimpl, ipam_gc, ipam_status
 from corecni.spec.errors import CNIError
 from corecni.spec.result import Result
 from corecni_contrib import _masq
+from corecni_contrib._veth import ipam_needs_link
 from corecni_contrib.bridge import owner as bridge_owner
 from corecni_contrib.bridge import ports
 from corecni_contrib.bridge.add import cmd_add
@@ -43,15 +44,20 @@ def cni_del(request: Request) -> None:
     they are found by attachment identity, not by the container's addresses; and the
     DEL of the attachment whose ADD created the bridge removes the bridge when no
     container is left on it (``owner``: a failed chain ADD leaves no bridge behind).
+    An IPAM that works on the container interface (``dhcp``: its DHCPRELEASE leaves
+    through it) is released before the veth goes.
     """
     conf = BridgeConf.from_request(request)
     owner = _masq.Owner(conf.network, request.container_id, request.ifname)
-    if request.netns:
+    veth_last = conf.layer3 and ipam_needs_link(conf.ipam_type)
+    if request.netns and not veth_last:
         delete_own_veth(request.net, request)
     if conf.layer3 and conf.ip_masq:  # while IPAM still holds the addresses
         _masq.teardown(conf.ip_masq_backend, owner, _masq.result_addresses(request.prev_result))
     if conf.layer3:
         request.ipam_del()
+    if request.netns and veth_last:
+        delete_own_veth(request.net, request)
     if conf.mac_spoof_check:
         with contextlib.suppress(CNIError):  # Go only logs a failed spoof-check teardown
             ports.spoof_teardown(owner)

@@ -7,6 +7,11 @@ every later step registers its undo, so a failure leaves no veth, no rules and
 no IP reserved. IPAM is asked before the bridge is made, so a bad IPAM section
 never leaves one behind; a bridge this ADD created goes if a later step fails. A
 bridge that was there before is shared infrastructure and stays, as in Go.
+
+An IPAM that works on the container interface itself (``dhcp``, see
+``_veth.ipam_needs_link``) is asked in Go's order instead: once the veth is a port
+of the bridge; a failure then releases it (while the veth is still there), removes
+the veth and a bridge this ADD created.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from corecni.spec.errors import CNIError, ErrorCode
 from corecni.spec.result import Interface, IPConfig, Result, Route
 from corecni.spec.version import CURRENT
 from corecni_contrib import _masq
+from corecni_contrib._veth import ipam_needs_link
 from corecni_contrib.bridge import owner, ports
 from corecni_contrib.bridge.config import BridgeConf
 
@@ -52,17 +58,18 @@ def cmd_add(request: Request) -> Result:
     CNI_IFNAME, a non-bridge link under the bridge's name, then the IPAM allocation (a
     bad ``ipam`` section, ``IP=`` argument or store fails here). Only then the bridge;
     if a later step fails, a bridge this ADD created goes again (one that was there
-    before is shared with other pods and stays, as in Go)."""
+    before is shared with other pods and stays, as in Go). An IPAM that needs the
+    container link (``dhcp``) is asked inside ``_attach``, once the veth exists."""
     conf = BridgeConf.from_request(request)
     conf.check_for_add()
     backend = request.net
     ensure_ifname_free(backend, request.netns, request.ifname)
     _refuse_non_bridge(backend, conf.bridge)
     mark = owner.mark_of(request, conf.network)
-    if not conf.layer3:
+    if not conf.layer3 or ipam_needs_link(conf.ipam_type):
         with undo_on_failure() as undo, owner.attaching():
             bridge = ensure_bridge(backend, conf, undo, mark)
-            return _attach(backend, request, conf, bridge, None)
+            return _attach(backend, request, conf, bridge, None, ipam_on_link=conf.layer3)
     ipam = request.ipam_add()
     with ipam_released_on_failure(request), undo_on_failure() as undo:
         require_ips(ipam)
@@ -176,7 +183,9 @@ def plan_addresses(target: str, present: list[str], wanted: list[IPInterface],
 
 
 def _attach(backend: NetBackend, request: Request, conf: BridgeConf, bridge: Link,
-            addressing: Result | None) -> Result:
+            addressing: Result | None, ipam_on_link: bool = False) -> Result:
+    """The veth on the bridge, then the addressing (``ipam_on_link``: asked here, once
+    the port exists), gateways, masquerade; every step undone if a later one fails."""
     netns, ifname = request.netns, request.ifname
     owner = _masq.Owner(conf.network, request.container_id, ifname)
     gateways = gateway_addresses(addressing) if addressing is not None and conf.is_gateway \
@@ -193,6 +202,8 @@ def _attach(backend: NetBackend, request: Request, conf: BridgeConf, bridge: Lin
         if conf.mac_spoof_check:
             undo.append(lambda: ports.spoof_teardown(owner))
             ports.spoof_setup(owner, host, container.mac)
+        if ipam_on_link:
+            addressing, gateways = _ipam_on_link(backend, request, conf, bridge, undo)
         extra: list[Interface] = []
         if addressing is not None:
             _container_sysctls(backend, netns, ifname, conf.enable_dad)
@@ -216,6 +227,21 @@ def _attach(backend: NetBackend, request: Request, conf: BridgeConf, bridge: Lin
         host_now = _read_link(backend, host, None)
         return _result(conf, bridge_now, host_now.name, container, netns, addressing,
                        tuple(extra), host_mac=host_now.mac)
+
+
+def _ipam_on_link(backend: NetBackend, request: Request, conf: BridgeConf, bridge: Link,
+                  undo: UndoStack) -> tuple[Result, list[IPInterface]]:
+    """Go's order for an IPAM that works on CNI_IFNAME: asked now that the veth is a port
+    of the bridge, and released first (the veth still there) if a later step fails.
+    The bridge's gateway address is checked here, as it is known only now."""
+    ipam = request.ipam_add()
+    undo.push(request.ipam_del)
+    require_ips(ipam)
+    addressing = with_gateways(ipam, conf)
+    gateways = gateway_addresses(addressing) if conf.is_gateway else []
+    if gateways and not conf.vlan:
+        _check_gateway_plan(backend, conf, bridge.name, gateways)
+    return addressing, gateways
 
 
 def _result(conf: BridgeConf, bridge: Link, host: str, container: Link, netns: str,
