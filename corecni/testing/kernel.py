@@ -87,7 +87,16 @@ def nft(ns: str, *args: str, check: bool = False) -> str:
                           capture_output=True, text=True, check=check).stdout
 
 
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+#: how long ``eventually`` waits by default. The kernel work it waits for is queued
+#: machine-wide: a deleted namespace is destroyed by one ordered workqueue
+#: (cleanup_net) behind every other namespace being deleted on the machine, under
+#: the global RTNL lock; on a shared, busy machine that takes seconds, not the tens
+#: of milliseconds of an idle one. A check that holds returns at once, so only a
+#: test that fails anyway waits this long.
+EVENTUALLY_TIMEOUT = 60.0
+
+
+def eventually(check: Callable[[], bool], timeout: float = EVENTUALLY_TIMEOUT) -> bool:
     """Poll ``check`` until it holds or ``timeout`` passes: the kernel destroys a
     deleted namespace's links asynchronously (cleanup_net)."""
     deadline = time.monotonic() + timeout
