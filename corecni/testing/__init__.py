@@ -33,7 +33,7 @@ And these helpers, by concern:
 * kernel state, read with iproute2 (never through the backend under test):
   ``ip_json``, ``ip``, ``ping``, ``link_info``, ``link_names``, ``addrs``,
   ``routes``, ``default_via``, ``sysctl``, ``nft``, ``netns_state``,
-  ``eventually``, ``root_state``, ``unchanged``;
+  ``eventually``, ``dad_settled``, ``root_state``, ``unchanged``;
 * namespaces: ``NetnsFactory``, ``netns_prefix``, ``ns_name``, ``needs_root``.
 
 A unit test of a hook, no kernel needed:
@@ -78,6 +78,7 @@ from corecni import netns
 from corecni.testing.fake_net import CTR, FakeBackend, FakeDelegate, make_link
 from corecni.testing.kernel import (
     addrs,
+    dad_settled,
     default_via,
     eventually,
     ip,
@@ -144,6 +145,7 @@ __all__ = [
     "chain_runtime",
     "cni_bin_dir",
     "conflist",
+    "dad_settled",
     "default_via",
     "entry_point_plugins",
     "eventually",

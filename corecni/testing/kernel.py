@@ -38,7 +38,10 @@ def ping(from_ns: str, address: str, count: int = 1, deadline: int = 5) -> bool:
     """True when ``address`` answers ``count`` times within ``deadline`` seconds.
 
     ping keeps sending until then, so an address still finishing IPv6 duplicate
-    address detection (a gateway a plugin just added) gets its chance.
+    address detection (a gateway a plugin just added) gets its chance if DAD ends
+    within the deadline; but with no usable *source* address (its own still
+    tentative) ping fails at once. When DAD may outlast it, wait for it first:
+    ``eventually(lambda: dad_settled(ns, link))``.
     """
     flag = "-6" if ":" in address else "-4"
     proc = subprocess.run(
@@ -47,6 +50,27 @@ def ping(from_ns: str, address: str, count: int = 1, deadline: int = 5) -> bool:
         capture_output=True, check=False,
     )
     return proc.returncode == 0
+
+
+def dad_settled(ns: str, name: str) -> bool:
+    """True when no IPv6 address of link ``name`` is still tentative (in duplicate
+    address detection); AssertionError naming it when DAD failed for one.
+
+    A tentative address neither answers neighbour solicitations nor can be a
+    source, and ``ping`` gives up at once when it has no source address: poll
+    this with ``eventually`` before an IPv6 ping to an address a plugin (or a Go
+    plugin) has just added without ``nodad``. DAD runs on kernel timers and the
+    machine-wide addrconf workqueue (under RTNL), so on a busy machine it ends
+    seconds after the address was added."""
+    tentative = []
+    for item in ip_json(ns, "-6", "addr", "show", "dev", name):
+        for a in item.get("addr_info", []):
+            if a.get("dadfailed"):
+                raise AssertionError(f"duplicate address detection failed for {a['local']} "
+                                     f"on {name} in {ns}")
+            if a.get("tentative"):
+                tentative.append(a["local"])
+    return not tentative
 
 
 def link_info(ns: str, name: str) -> dict[str, Any]:
@@ -98,7 +122,8 @@ EVENTUALLY_TIMEOUT = 60.0
 
 def eventually(check: Callable[[], bool], timeout: float = EVENTUALLY_TIMEOUT) -> bool:
     """Poll ``check`` until it holds or ``timeout`` passes: the kernel destroys a
-    deleted namespace's links asynchronously (cleanup_net)."""
+    deleted namespace's links asynchronously (cleanup_net), finishes IPv6 duplicate
+    address detection later (``dad_settled``)..."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
