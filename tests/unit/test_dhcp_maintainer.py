@@ -112,3 +112,43 @@ def test_renew_cap_brings_renewal_forward() -> None:
     fresh = lease_bound(0, lease_time=3600)
     assert fresh.renew_at() - fresh.bound_at == 1800
     assert fresh.renew_at(cap=2) - fresh.bound_at == 2
+
+
+@pytest.mark.parametrize("how", ["release", "retire"])
+def test_renewal_in_flight_is_not_saved_once_released_or_replaced(
+        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The service halts a maintainer (waiting up to a timeout), then releases the lease
+    and removes its file, or acquires a successor and writes its file. A renewal still
+    in flight then (its ACK late) must not write the old lease back afterwards: a
+    restarted service would reload a lease the server has been told is released."""
+    rec = Recorder()
+    m = make(lease_bound(60), rec, monkeypatch)
+    in_exchange, answer, over = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def renew(rebind: bool) -> Lease:
+        with m._lock:  # an exchange holds the lease's lock, as the real one does
+            in_exchange.set()
+            assert answer.wait(10)
+        assert over.wait(10)  # the service is done with the lease before the ACK is used
+        return lease_bound(0)
+    monkeypatch.setattr(m, "_renew", renew)
+    m._save = lambda lease: order.append("saved")
+    m.start()
+    assert in_exchange.wait(10)
+    m.halt(timeout=0.05)  # the service's wait runs out: the exchange is still going
+
+    def finish() -> None:
+        if how == "release":
+            m.release()  # nothing to send from here (no namespace): skipped, still over
+        else:
+            m.retire(timeout=0.05)
+        order.append(how)
+        over.set()
+    service = threading.Thread(target=finish)
+    service.start()
+    answer.set()
+    service.join(10)
+    m._thread.join(10)
+    assert not m._thread.is_alive() and order == [how], order
+    assert m.renewals == 0

@@ -48,6 +48,9 @@ class Maintainer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()  # one exchange on this lease at a time
+        # released or replaced: the service has removed (or rewritten) its file, so no
+        # renewal still in flight may save it again (guarded by _lock)
+        self._retired = False
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"dhcp-{lease.holder.ifname}")
         self.renewals = 0
@@ -67,6 +70,14 @@ class Maintainer:
         """Stop maintaining (the lease stays with the server and on disk)."""
         self.halt(timeout)
         self._close_fd()
+
+    def retire(self, timeout: float = 5.0) -> None:
+        """Stop maintaining a lease the service is done with (a new acquisition
+        replaces it): unlike ``stop``, a renewal still in flight once ``halt`` stopped
+        waiting for it is not saved (it would overwrite its successor's file)."""
+        with self._lock:
+            self._retired = True
+        self.stop(timeout)
 
     def adopt(self, netns_fd: int, holder: Holder | None = None) -> bool:
         """A namespace descriptor for a lease that had none (after a restart) or a
@@ -110,6 +121,7 @@ class Maintainer:
                 client.release(tr, lease.options, lease.ip, lease.server, lease.server_mac)
         try:
             with self._lock:
+                self._retired = True  # whatever happens: never saved again
                 self.in_netns(send)
             self._log({"event": "dhcp-released", "clientId": lease.holder.client_id,
                        "ip": str(lease.ip)})
@@ -184,17 +196,20 @@ class Maintainer:
                            "ip": str(lease.ip), "rebind": rebind, "error": str(exc),
                            "retry_in": round(wait, 1)})
                 continue
-            new = attrs.evolve(new, holder=self.lease.holder)  # adopted meanwhile?
-            if self._stop.is_set():  # stopped meanwhile: the renewal still counts, keep it
-                self._save(new)
+            with self._lock:  # not retired (released, replaced) while it was in flight
+                if self._retired:
+                    return
+                new = attrs.evolve(new, holder=self.lease.holder)  # adopted meanwhile?
+                if self._stop.is_set():  # stopped meanwhile: the renewal counts, keep it
+                    self._save(new)
+                    self.lease = new
+                    return
                 self.lease = new
-                return
+                self.renewals += 1
+                self._save(new)
             if new.ip != lease.ip:
                 self._log({"event": "dhcp-address-changed", "clientId": lease.holder.client_id,
                            "old": str(lease.ip), "new": str(new.ip)})
-            self.lease = new
-            self.renewals += 1
-            self._save(new)
             self._log({"event": "dhcp-renewed", "clientId": new.holder.client_id,
                        "ip": str(new.ip), "rebind": rebind, "expires": round(new.expires_at, 1)})
             next_try = new.renew_at(self.renew_cap)

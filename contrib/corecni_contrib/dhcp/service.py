@@ -295,7 +295,7 @@ class LeaseService:
             requested = None
             if held is not None:
                 requested = held.lease.ip
-                held.stop()
+                held.retire()
             lease = self._acquire(holder, fd, options, requested)
             try:
                 answer = self._answer(lease)
