@@ -26,6 +26,9 @@ from corecni.testing import ip
 SERVER_IP = "10.77.0.1"
 SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
 RANGE = ("10.77.0.10", "10.77.0.60")
+#: how long dnsmasq's lease file must stay empty to be read as "no lease" (see
+#: Dnsmasq._lease_text); far longer than any pause between its truncate and write
+EMPTY_HOLDS = 0.5
 
 
 @attrs.frozen
@@ -45,17 +48,29 @@ class Dnsmasq:
     logfile: Path
 
     def _lease_text(self) -> str:
-        """The lease file as dnsmasq last wrote it whole: it rewrites the file in place
-        (each renewal), so a read can catch it half written; two equal reads in a row."""
-        previous = None
-        for _ in range(50):
+        """The lease file as dnsmasq last wrote it whole. It rewrites the file in place
+        at every renewal: ftruncate, then one write of every line (stdio, well under
+        a buffer), so a torn read is always an empty one, and a read that is not
+        empty is whole. An empty read is believed only when the file stays empty for
+        EMPTY_HOLDS seconds: dnsmasq descheduled between its ftruncate and its write
+        on a loaded machine kept it empty for longer than the 20 ms two equal reads
+        used to span, and the lab then reported leases gone that were not."""
+        deadline = time.monotonic() + 30
+        empty_since: float | None = None
+        while time.monotonic() < deadline:
             try:
                 text = self.leasefile.read_text()
             except FileNotFoundError:
                 text = ""
-            if text == previous:
+            if text.endswith("\n"):
                 return text
-            previous = text
+            now = time.monotonic()
+            if text:  # a partial line: never seen with dnsmasq's single write
+                empty_since = None
+            elif empty_since is None:
+                empty_since = now
+            elif now - empty_since >= EMPTY_HOLDS:
+                return ""
             time.sleep(0.02)
         raise AssertionError("dnsmasq's lease file never held still")
 

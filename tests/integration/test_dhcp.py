@@ -60,7 +60,11 @@ def client_id_hex(cid: str, network: str = "dhcpnet", ifname: str = "eth0") -> s
     return ":".join(f"{b:02x}" for b in b"\0" + f"{cid}/{network}/{ifname}".encode())
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll ``predicate`` until it is true (its value). What the tests wait for is paced
+    by the lease service's renewal points (``CORECNI_DHCP_RENEW_CAP``: 1 s) and by
+    exchanges in flight, which wait for the server up to the DHCP timeout (10 s), on a
+    shared 2-core machine: the deadline is generous, as only a failing test waits it."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -135,9 +139,15 @@ class Lab:
         return error
 
     def stored(self) -> list[dict[str, Any]]:
-        if not self.state_dir.exists():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.state_dir.glob("lease-*.json"))]
+        """The leases the service keeps on disk (a file it removes between the listing
+        and the read is not one)."""
+        out = []
+        for path in sorted(self.state_dir.glob("lease-*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except FileNotFoundError:
+                continue
+        return out
 
 
 @pytest.fixture
@@ -227,8 +237,13 @@ def test_two_containers_two_leases_and_gc(lab: Lab) -> None:
     gc = {**lab.conf(), "cniVersion": "1.1.0",
           "cni.dev/valid-attachments": [{"containerID": "c0", "ifname": "eth0"}]}
     lab.ok("GC", ctrs[0], conf=gc, cid="")
-    wait_for(lambda: lab.dnsmasq.lease_of(addresses[1]) is None, "GC to release c1's lease")
+    wait_for(lambda: any(f" {addresses[1]} " in line
+                         for line in lab.dnsmasq.log_lines("DHCPRELEASE")),
+             "GC to release c1's lease (dnsmasq's DHCPRELEASE)")
+    wait_for(lambda: lab.dnsmasq.lease_of(addresses[1]) is None, "dnsmasq to drop it")
     assert lab.dnsmasq.lease_of(addresses[0]) is not None
+    assert not [line for line in lab.dnsmasq.log_lines("DHCPRELEASE")
+                if f" {addresses[0]} " in line]
     assert [s["clientId"] for s in lab.stored()] == ["c0/dhcpnet/eth0"]
     lab.ok("DEL", ctrs[0], cid="c0")
 
@@ -321,7 +336,10 @@ def test_namespace_dropped_without_del(lab: Lab) -> None:
     ctr = lab.container()
     address = configure(ctr, lab.ok("ADD", ctr))
     subprocess.run(["ip", "netns", "del", ns_name(ctr)], check=True)
-    wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "the orphan's lease released")
+    wait_for(lambda: any(f" {address} " in line
+                         for line in lab.dnsmasq.log_lines("DHCPRELEASE")),
+             "the orphan's lease released (dnsmasq's DHCPRELEASE)")
+    wait_for(lambda: lab.dnsmasq.lease_of(address) is None, "dnsmasq to drop the lease")
     assert [r["ip"] for r in lab.daemon.records("dhcp-orphaned")] == [address]
     wait_for(lambda: lab.stored() == [], "the orphan's lease forgotten by the service")
     lab.ok("DEL", ctr)  # the late DEL still succeeds
