@@ -365,14 +365,20 @@ def nft_run(script: str, what: str = "") -> None:
                        f"(exit status {status})", (err.strip() or out.strip())[-2000:])
 
 
-def _nft_listing(command: str, what: str) -> dict[str, Any] | None:
-    status, out, err = nft_command(command, json_output=True, what=what)
+def _listed(answer: tuple[int, str, str], what: str) -> Any:
+    """The JSON of one ``nft -j list`` answer; None when the object does not exist,
+    any other failure a CNI error."""
+    status, out, err = answer
     if status != 0:
         if "No such file or directory" in err:
             return None
         raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
                        err.strip()[-2000:])
-    data = json.loads(out or "{}")
+    return json.loads(out or "{}")
+
+
+def _nft_listing(command: str, what: str) -> dict[str, Any] | None:
+    data = _listed(nft_command(command, json_output=True, what=what), what)
     return data if isinstance(data, dict) else None
 
 
@@ -391,13 +397,10 @@ def nft_chain_rules(family: str, table: str, *chains: str,
     found: dict[str, list[dict[str, Any]]] = {}
     answers = nft_commands([f"list chain {family} {table} {chain}" for chain in chains],
                            json_output=True, what=what)
-    for chain, (status, out, err) in zip(chains, answers, strict=True):
-        if status != 0:
-            if "No such file or directory" in err:
-                return None
-            raise CNIError(ErrorCode.INTERNAL, f"{what or 'nft'}: nft list failed",
-                           err.strip()[-2000:])
-        doc = json.loads(out or "{}")
+    for chain, answer in zip(chains, answers, strict=True):
+        doc = _listed(answer, what)
+        if doc is None:
+            return None
         found[chain] = [item["rule"] for item in
                         (doc.get("nftables", []) if isinstance(doc, dict) else [])
                         if isinstance(item, dict) and isinstance(item.get("rule"), dict)]
