@@ -142,15 +142,19 @@ class Reader:
         return {"links": sorted(links, key=repr), "routes": self._routes(name),
                 "rules": self._rules(), "qdiscs": self._qdiscs(name)}
 
+    def _rtmsg_dump(self, request: int, reply: int) -> Iterator[tuple[tuple[int, ...],
+                                                                   dict[int, bytes]]]:
+        """Every ``reply`` of a dump whose messages start with the 12-byte header that
+        routes (``rtmsg``) and rules (``fib_rule_hdr``) share: its fields and attributes."""
+        header = struct.pack("BBBBBBBBI", socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
+        for kind, body in self._dump(request, header):
+            if kind == reply:
+                yield struct.unpack_from("BBBBBBBBI", body, 0), dict(_attrs(body, 12))
+
     def _routes(self, name: dict[int, str]) -> list[Row]:
         out = []
-        header = struct.pack("BBBBBBBBI", socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
-        for kind, body in self._dump(RTM_GETROUTE, header):
-            if kind != RTM_NEWROUTE:
-                continue
-            family, dst_len, _src, _tos, table, _proto, scope, rtype, _flags = \
-                struct.unpack_from("BBBBBBBBI", body, 0)
-            found: dict[int, bytes] = dict(_attrs(body, 12))
+        for head, found in self._rtmsg_dump(RTM_GETROUTE, RTM_NEWROUTE):
+            family, dst_len, _src, _tos, table, _proto, scope, rtype, _flags = head
             if RTA_TABLE in found:
                 table = _u32(found[RTA_TABLE])
             dst = f"{ipaddress.ip_address(found[RTA_DST])}/{dst_len}" if RTA_DST in found \
@@ -166,13 +170,8 @@ class Reader:
 
     def _rules(self) -> list[Row]:
         out = []
-        for kind, body in self._dump(RTM_GETRULE, struct.pack("BBBBBBBBI", socket.AF_UNSPEC,
-                                                                0, 0, 0, 0, 0, 0, 0, 0)):
-            if kind != RTM_NEWRULE:
-                continue
-            family, dst_len, src_len, _tos, table, _r1, _r2, action, _flags = \
-                struct.unpack_from("BBBBBBBBI", body, 0)
-            found: dict[int, bytes] = dict(_attrs(body, 12))
+        for head, found in self._rtmsg_dump(RTM_GETRULE, RTM_NEWRULE):
+            family, dst_len, src_len, _tos, table, _r1, _r2, action, _flags = head
             if FRA_TABLE in found:
                 table = _u32(found[FRA_TABLE])
             out.append([family, table, action,
