@@ -40,7 +40,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -205,19 +205,24 @@ def render_nft_setup(owner: Owner, addresses: Sequence[str], listing: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def _picker(owners: Iterable[Owner] | None, keep: Iterable[Owner]) -> Callable[[str], bool]:
+    """Whether an owner token is one of ``owners`` (any when None) and none of ``keep``."""
+    wanted = None if owners is None else {o.nft_chain for o in owners}
+    kept = {o.nft_chain for o in keep}
+    return lambda token: token not in kept and (wanted is None or token in wanted)
+
+
 def owned_nft_elements(listing: dict[str, Any] | None, network: str,
                        owners: Iterable[Owner] | None = None,
                        keep: Iterable[Owner] = ()) -> list[NftElement]:
     """Elements of ``network``'s sets that belong to ``owners`` (all owners when
     None), except those of ``keep``."""
     prefixes = (nft_set_prefix(network, 4), nft_set_prefix(network, 6))
-    wanted = None if owners is None else {o.nft_chain for o in owners}
-    kept = {o.nft_chain for o in keep}
+    picked = _picker(owners, keep)
     found = []
     for element in nft_elements(listing):
         token = element.comment.split(" ", 1)[0]
-        if element.set_name.startswith(prefixes) and token.startswith("CNI-") and \
-                token not in kept and (wanted is None or token in wanted):
+        if element.set_name.startswith(prefixes) and token.startswith("CNI-") and picked(token):
             found.append(element)
     return found
 
@@ -227,8 +232,7 @@ def legacy_nft_chains(listing: dict[str, Any] | None, network: str,
                       keep: Iterable[Owner] = ()) -> list[str]:
     """Per-attachment chains of the former layout: ``network``'s, of ``owners`` (all
     when None), except ``keep``'s."""
-    wanted = None if owners is None else {o.nft_chain for o in owners}
-    kept = {o.nft_chain for o in keep}
+    picked = _picker(owners, keep)
     prefix = nft_comment_prefix(network)
     stale = []
     for item in (listing or {}).get("nftables", []):
@@ -237,8 +241,7 @@ def legacy_nft_chains(listing: dict[str, Any] | None, network: str,
             continue
         chain, comment = rule.get("chain"), rule.get("comment")
         if isinstance(chain, str) and chain != NFT_CHAIN and isinstance(comment, str) and \
-                comment.startswith(prefix) and chain not in kept and \
-                (wanted is None or chain in wanted):
+                comment.startswith(prefix) and picked(chain):
             stale.append(chain)
     return list(dict.fromkeys(stale))
 
@@ -409,11 +412,7 @@ def _nft_teardown(owner: Owner, addresses: Sequence[str], what: str) -> None:
             nft_run("\n".join(render_nft_element("delete", owner, a) for a in mine) + "\n",
                     what)
             return
-    listing = nft_list_table("inet", NFT_TABLE, what)
-    script = render_nft_teardown(owned_nft_elements(listing, owner.network, [owner]),
-                                 legacy_nft_chains(listing, owner.network, [owner]))
-    if script:
-        nft_run(script, what)
+    _drop_listed(owner.network, what, owners=[owner])
 
 
 def gc(backend: str | None, network: str, valid: Iterable[tuple[str, str]]) -> None:
@@ -424,9 +423,17 @@ def gc(backend: str | None, network: str, valid: Iterable[tuple[str, str]]) -> N
     if _resolve(backend) != "nftables":
         return
     what = "GC IP masquerade"
-    keep = [Owner(network, cid, ifname) for cid, ifname in valid]
+    _drop_listed(network, what, keep=[Owner(network, cid, ifname) for cid, ifname in valid])
+
+
+def _drop_listed(network: str, what: str, owners: Iterable[Owner] | None = None,
+                 keep: Iterable[Owner] = ()) -> None:
+    """Read the table once and delete, in one transaction, ``network``'s elements and
+    former-layout chains of ``owners`` (any when None) but not of ``keep``."""
+    owners = None if owners is None else list(owners)
+    keep = list(keep)
     listing = nft_list_table("inet", NFT_TABLE, what)
-    script = render_nft_teardown(owned_nft_elements(listing, network, keep=keep),
-                                 legacy_nft_chains(listing, network, keep=keep))
+    script = render_nft_teardown(owned_nft_elements(listing, network, owners, keep),
+                                 legacy_nft_chains(listing, network, owners, keep))
     if script:
         nft_run(script, what)
