@@ -8,7 +8,10 @@ and corecni with live containers and lose nothing.
      "capabilityArgs": {...}, "result": {...}}
 
 (Go marshals ``[]byte`` as base64, hence ``config``.) Files are 0600 in a
-0700 directory and written atomically, so a crash never leaves half a file.
+0700 directory and written atomically (to ``<name>.tmp<pid>``, then renamed),
+so a crash never leaves half an entry; a writer killed before the rename leaves
+its temporary file, which is never read as an entry and which GC removes
+(``sweep_stale_writes``) once that process is gone.
 
 The path is ambiguous (``n-x`` + ``c1`` and ``n`` + ``x-c1`` share one); it is
 kept for libcni compatibility, and an entry is used or removed only when the
@@ -23,6 +26,7 @@ import binascii
 import contextlib
 import json
 import os
+import re
 from typing import Any
 
 import attrs
@@ -33,6 +37,7 @@ from corecni.spec.result import Result
 
 KIND = "cniCacheV1"
 DEFAULT_DIR = "/var/lib/cni"
+_TEMPORARY = re.compile(r"\.tmp(\d+)$")  # an entry being written by process <pid>
 
 
 @attrs.frozen
@@ -47,6 +52,11 @@ class CachedAttachment:
     args: tuple[tuple[str, str], ...] = ()
     capability_args: dict[str, Any] = attrs.field(factory=dict)
     raw_result: dict[str, Any] | None = attrs.field(default=None, repr=False)
+
+    @property
+    def file_name(self) -> str:
+        """The name of the file this entry is kept in (``ResultCache.path``)."""
+        return f"{self.network}-{self.container_id}-{self.ifname}"
 
     def belongs_to(self, network: str, rt: RuntimeConf) -> bool:
         """Whether this entry is the attachment ``(network, rt)`` (the path alone is
@@ -162,9 +172,40 @@ class ResultCache:
                 continue
             if entry is None or not entry.network or not entry.ifname:
                 continue  # libcni skips entries that cannot name an attachment
+            if entry.file_name != name:
+                continue  # not where its attachment is kept: a killed writer's temporary
             if not container_id or entry.container_id == container_id:
                 out.append(entry)
         return out
+
+
+    def sweep_stale_writes(self) -> list[str]:
+        """Remove the temporary files of writers that are gone (killed between writing
+        and renaming); the names removed. A live writer's file stays."""
+        directory = os.path.join(self.directory, "results")
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        removed = []
+        for name in names:
+            found = _TEMPORARY.search(name)
+            if found is None or _alive(int(found.group(1))):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _parse(data: bytes) -> CachedAttachment | None:

@@ -190,14 +190,16 @@ class CNIRuntime:
     def gc_network_list(self, net: NetworkConfigList,
                         valid_attachments: Sequence[Attachment] = ()) -> None:
         """SPEC 1.1.0 GC, best effort as libcni: DEL every cached attachment not in
-        ``valid_attachments``, then let every plugin collect what belongs to no valid
-        attachment. Failures are collected, never stop the rest, and are raised together
-        at the end (the first failure's code)."""
+        ``valid_attachments`` (and drop cache files a killed writer left), then let every
+        plugin collect what belongs to no valid attachment. Failures are collected, never
+        stop the rest, and are raised together at the end (the first failure's code)."""
         if net.disable_gc:
             return
         valid = {(a.container_id, a.ifname) for a in valid_attachments}
         failures: list[CNIError] = []
-        for entry in ResultCache(self.cache_dir).attachments():
+        cache = ResultCache(self.cache_dir)
+        cache.sweep_stale_writes()
+        for entry in cache.attachments():
             if entry.network != net.name or (entry.container_id, entry.ifname) in valid:
                 continue
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,31 @@ def test_gc_deletes_stale_then_calls_gc(runtime: CNIRuntime, tmp_path: Path) -> 
     assert gcs[0]["valid"] == [{"containerID": "keep", "ifname": "eth0"}]
     remaining = ResultCache(str(tmp_path / "cache")).attachments()
     assert [(a.container_id, a.ifname) for a in remaining] == [("keep", "eth0")]
+
+
+def test_gc_removes_what_a_killed_cache_writer_left(runtime: CNIRuntime,
+                                                    tmp_path: Path) -> None:
+    """A runtime killed between writing an entry's temporary file and renaming it
+    leaves ``<name>.tmp<pid>``: never read as an entry (GC would DEL it as stale), and
+    removed by GC once that process is gone; a live writer's file is left alone."""
+    import shutil
+    import subprocess
+
+    log = tmp_path / "log"
+    net = network(log, version="1.1.0")
+    runtime.add_network_list(net, RuntimeConf(container_id="keep", netns=NETNS))
+    results = tmp_path / "cache" / "results"
+    [entry] = os.listdir(results)
+    dead_pid = subprocess.Popen(["true"])  # a process that has exited and been reaped
+    dead_pid.wait()
+    shutil.copy(results / entry, results / f"{entry.replace('keep', 'ghost')}.tmp{dead_pid.pid}")
+    (results / f"{entry}.tmp{os.getpid()}").write_text("{}")  # our own write, in progress
+    cache = ResultCache(str(tmp_path / "cache"))
+    assert [a.container_id for a in cache.attachments()] == ["keep"]
+    log.unlink()
+    runtime.gc_network_list(net, [Attachment("keep", "eth0")])
+    assert not [c for c in calls(log) if c["command"] == "DEL"]
+    assert sorted(os.listdir(results)) == sorted([entry, f"{entry}.tmp{os.getpid()}"])
 
 
 def test_gc_is_best_effort(runtime: CNIRuntime, tmp_path: Path) -> None:
